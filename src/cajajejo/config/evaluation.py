@@ -1,0 +1,322 @@
+"""The evaluation job config: the fields of the original tool's README, plus what it hard-coded.
+
+`EvaluationJobConfig.model_validate(data)` checks a parsed YAML mapping. Field names are the ones users
+write in YAML (`model_config` is spelled through an alias because pydantic reserves that attribute).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+
+from cajajejo import runtime_contract
+from cajajejo.config.fields import (
+    DnsLabel,
+    DnsSubdomain,
+    EnvVarName,
+    LabelKey,
+    LabelValue,
+    NonBlankText,
+    Quantity,
+    RelativePath,
+    SecretKey,
+    StrictModel,
+)
+
+SUPPORTED_VERSIONS = ("v4",)
+
+# Values of the node label `cloud.google.com/gke-accelerator` that GKE documents for its GPUs.
+KNOWN_GKE_ACCELERATORS = frozenset(
+    {
+        "nvidia-tesla-k80",
+        "nvidia-tesla-p4",
+        "nvidia-tesla-p100",
+        "nvidia-tesla-v100",
+        "nvidia-tesla-t4",
+        "nvidia-tesla-a100",
+        "nvidia-a100-80gb",
+        "nvidia-l4",
+        "nvidia-h100-80gb",
+        "nvidia-h100-mega-80gb",
+        "nvidia-h200-141gb",
+        "nvidia-b200",
+        "nvidia-gb200",
+        "nvidia-rtx-pro-6000",
+    }
+)
+GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
+
+_DOMAIN = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REPOSITORY = re.compile(rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*")
+_IMAGE_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_SUITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_GS_URI = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](?:/.*)?", re.DOTALL)
+_MLFLOW_TAG_KEY = re.compile(r"[\w./ -]{1,250}")
+# Name segments that mark an environment variable as a credential (HF_TOKEN, DB_PASSWORD, ...).
+_SECRET_NAME_SEGMENTS = frozenset({"TOKEN", "PASSWORD", "PASSWD", "SECRET", "APIKEY", "CREDENTIALS", "PRIVATE"})
+
+ScalarTag = str | int | float | bool
+
+
+def _check_version(value: Any) -> Any:
+    if value not in SUPPORTED_VERSIONS:
+        supported = ", ".join(SUPPORTED_VERSIONS)
+        raise ValueError(f"unsupported config version {value!r}; this cajajejo reads version {supported}")
+    return value
+
+
+def _check_image(value: str) -> str:
+    last = value.rsplit("/", 1)[-1]
+    if "@" in value or ":" in last:
+        raise ValueError(f"{value!r} includes a tag or digest; put the repository here and the tag in image_tag")
+    if not _IMAGE_REPOSITORY.fullmatch(value):
+        raise ValueError(f"{value!r} is not an image repository such as registry.example.com/team/evaluation")
+    return value
+
+
+def _check_tag(value: str) -> str:
+    if not _IMAGE_TAG.fullmatch(value):
+        raise ValueError(f"{value!r} is not an image tag (letters, digits, '_', '.', '-'; at most 128)")
+    return value
+
+
+def _check_tag_value(value: Any) -> Any:
+    # One hand-written check instead of a pydantic union, which would report one error per member type.
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, ScalarTag) or (isinstance(item, float) and item != item):
+            raise ValueError("a tag value must be text, a number, true/false, or a list of those")
+    return value
+
+
+TagValue = Annotated[Any, AfterValidator(_check_tag_value)]
+
+
+class ScratchStorageClass(StrictModel):
+    """Ask for a GKE persistent-disk StorageClass to be created along with the job."""
+
+    disk_type: Literal["pd-standard", "pd-balanced", "pd-ssd", "pd-extreme", "hyperdisk-balanced"] = "pd-balanced"
+
+
+class ScratchVolume(StrictModel):
+    """The generic ephemeral volume where the model is downloaded and HELM writes its output."""
+
+    size: Quantity = "50Gi"
+    storage_class: DnsSubdomain | None = None  # None: the cluster's default StorageClass
+    provision_storage_class: ScratchStorageClass | None = None
+
+    @model_validator(mode="after")
+    def _provisioning_needs_a_name(self) -> ScratchVolume:
+        if self.provision_storage_class is not None and self.storage_class is None:
+            raise ValueError("provision_storage_class needs storage_class: the name of the class to create")
+        return self
+
+
+class ComputeConfig(StrictModel):
+    accelerator: str | None = None  # None: a CPU-only job
+    accelerator_count: int | None = Field(default=None, ge=1, le=16)
+    allow_custom_accelerator: bool = False
+    cpu: Quantity
+    memory: Quantity
+    scratch: ScratchVolume = ScratchVolume()
+
+    @model_validator(mode="after")
+    def _accelerator_is_known(self) -> ComputeConfig:
+        if self.accelerator is None:
+            if self.accelerator_count is not None:
+                raise ValueError("accelerator_count is set but accelerator is not; set both or neither")
+        elif self.accelerator not in KNOWN_GKE_ACCELERATORS and not self.allow_custom_accelerator:
+            known = ", ".join(sorted(KNOWN_GKE_ACCELERATORS))
+            raise ValueError(
+                f"unknown GKE accelerator {self.accelerator!r}; use one of {known}, "
+                "or set allow_custom_accelerator: true"
+            )
+        return self
+
+    @property
+    def gpu_count(self) -> int:
+        if self.accelerator is None:
+            return 0
+        return self.accelerator_count or 1
+
+
+class HelmConfig(StrictModel):
+    args: list[str] = Field(default_factory=list)
+    suite: str
+
+    @field_validator("suite")
+    @classmethod
+    def _suite_is_a_directory_name(cls, value: str) -> str:
+        if not _SUITE.fullmatch(value) or value in (".", ".."):
+            raise ValueError(
+                f"{value!r} must be a plain name (letters, digits, '.', '_', '-'): HELM makes a folder of it"
+            )
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _args_leave_runtime_options_alone(cls, args: list[str]) -> list[str]:
+        for arg in args:
+            option = arg.split("=", 1)[0]
+            if option in runtime_contract.HELM_OPTIONS_SET_BY_RUNTIME:
+                raise ValueError(f"{option!r} is set by cajajejo at run time; remove it from helm.args")
+        return args
+
+
+class MlflowConfig(StrictModel):
+    tracking_uri: NonBlankText
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        # The URI lands in a ConfigMap and in MLflow tags: credentials belong in a Kubernetes Secret.
+        try:
+            netloc = urlsplit(value).netloc
+        except ValueError as exc:  # e.g. an unclosed '[' in an IPv6 host
+            raise ValueError(f"{value!r} is not a valid URI: {exc}") from None
+        if "@" in netloc:
+            raise ValueError(
+                "must not contain credentials; give them through kubernetes_config.secret_env "
+                "(MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN)"
+            )
+        return value
+
+
+class MlflowArtifact(StrictModel):
+    run_id: str
+    artifact_path: RelativePath
+    model_directory: RelativePath | None = None
+    tokenizer_directory: RelativePath | None = None
+    tokenizer_hf_repo: NonBlankText | None = None
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id_shape(cls, value: str) -> str:
+        if not _RUN_ID.fullmatch(value):
+            raise ValueError(f"{value!r} is not an MLflow run id (e.g. 3969f731d3f74fd19cfed62a9aa26d69)")
+        return value
+
+
+class ModelSource(StrictModel):
+    """Where the model comes from: exactly one of an MLflow artifact or a `gs://` URI."""
+
+    mlflow_artifact: MlflowArtifact | None = None
+    gs_uri: str | None = None
+
+    @field_validator("gs_uri")
+    @classmethod
+    def _gs_uri_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _GS_URI.fullmatch(value):
+            raise ValueError(f"{value!r} is not a GCS URI such as gs://bucket/path/to/model")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ModelSource:
+        if (self.mlflow_artifact is None) == (self.gs_uri is None):
+            found = "both" if self.gs_uri is not None else "neither"
+            raise ValueError(f"set exactly one of mlflow_artifact or gs_uri (found {found})")
+        return self
+
+
+class TrackingConfig(StrictModel):
+    experiment_name: NonBlankText
+    description: str | None = None
+    run_name: str | None = None
+    tags: dict[str, TagValue] = Field(default_factory=dict)
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_keys(cls, tags: dict[str, Any]) -> dict[str, Any]:
+        for key in tags:
+            if not _MLFLOW_TAG_KEY.fullmatch(key):
+                raise ValueError(f"tag name {key!r}: MLflow allows letters, digits, '_', '-', '.', '/' and spaces")
+            if key in runtime_contract.RESERVED_TAGS or key.startswith("mlflow."):
+                raise ValueError(f"tag name {key!r} is set by cajajejo itself; choose another name")
+        return tags
+
+
+class Toleration(StrictModel):
+    key: LabelKey | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: LabelValue | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0)
+
+
+class SecretRef(StrictModel):
+    """An environment variable read from a Kubernetes Secret: the manifest names it, never its value."""
+
+    secret: DnsSubdomain
+    key: SecretKey
+
+
+class KubernetesConfig(StrictModel):
+    """What the original tool hard-coded in its manifest template."""
+
+    namespace: DnsLabel | None = None  # None: from settings, else "default"
+    service_account: DnsSubdomain | None = None
+    job_name_prefix: DnsLabel | None = None  # at most 20 characters, so that names stay <= 63
+    ttl_seconds_after_finished: int | None = Field(default=1800, ge=0)
+    backoff_limit: int = Field(default=3, ge=0, le=100)
+    active_deadline_seconds: int | None = Field(default=None, ge=1)
+    node_selector: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    env: dict[EnvVarName, str] = Field(default_factory=dict)
+    secret_env: dict[EnvVarName, SecretRef] = Field(default_factory=dict)
+
+    @field_validator("job_name_prefix")
+    @classmethod
+    def _prefix_leaves_room_for_words(cls, prefix: str | None) -> str | None:
+        if prefix is not None and len(prefix) > 20:
+            raise ValueError(f"{prefix!r} is {len(prefix)} characters long; at most 20 leave room for the words")
+        return prefix
+
+    @field_validator("node_selector")
+    @classmethod
+    def _accelerator_selector_is_ours(cls, selector: dict[str, str]) -> dict[str, str]:
+        if GKE_ACCELERATOR_LABEL in selector:
+            raise ValueError(f"{GKE_ACCELERATOR_LABEL!r} is set from compute_config.accelerator; remove it here")
+        return selector
+
+    @field_validator("env")
+    @classmethod
+    def _no_plain_secrets(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if _SECRET_NAME_SEGMENTS & set(name.upper().replace("-", "_").replace(".", "_").split("_")):
+                raise ValueError(
+                    f"{name} looks like a credential; move it to secret_env so its value stays in a Secret"
+                )
+        return env
+
+    @model_validator(mode="after")
+    def _env_names_are_free(self) -> KubernetesConfig:
+        both = set(self.env) & set(self.secret_env)
+        if both:
+            raise ValueError(f"{', '.join(sorted(both))} set in both env and secret_env; keep one")
+        taken = (set(self.env) | set(self.secret_env)) & runtime_contract.RESERVED_ENV
+        if taken:
+            raise ValueError(f"{', '.join(sorted(taken))} is set by cajajejo; choose another name")
+        return self
+
+
+class EvaluationJobConfig(StrictModel):
+    """One HELM evaluation job: image, compute, model source, HELM settings and MLflow tracking."""
+
+    version: Annotated[str, BeforeValidator(_check_version)]
+    image: Annotated[str, AfterValidator(_check_image)]
+    image_tag: Annotated[str, AfterValidator(_check_tag)] | None = None
+    compute_config: ComputeConfig
+    helm: HelmConfig
+    mlflow_config: MlflowConfig
+    model: ModelSource = Field(alias="model_config")
+    tracking_config: TrackingConfig
+    kubernetes_config: KubernetesConfig = KubernetesConfig()
+
+    @property
+    def image_reference(self) -> str:
+        return f"{self.image}:{self.image_tag or 'latest'}"

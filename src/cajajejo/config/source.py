@@ -1,0 +1,125 @@
+"""Reading input files and parsing YAML while remembering which line each field came from.
+
+PyYAML's composer gives every node a start mark; we walk the node tree once to index
+field paths to line numbers, so validation errors can say `file:line: field.path: ...`.
+The same walk rejects duplicate keys, which PyYAML would otherwise silently resolve to the last one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cajajejo.errors import Problem, UserInputError
+
+# A ConfigMap holds at most 1 MiB, so no input file can usefully be larger.
+MAX_INPUT_BYTES = 1024 * 1024
+
+Loc = tuple[str | int, ...]
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_text_file(path: str | Path) -> str:
+    """The UTF-8 text of `path`, or a UserInputError saying what is wrong with it."""
+    p = Path(path)
+    name = str(path)
+    try:
+        if p.is_dir():
+            raise UserInputError(Problem(name, "is a directory; pass the path of a file"))
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise UserInputError(Problem(name, "no such file; check the path")) from None
+    except PermissionError:
+        raise UserInputError(Problem(name, "cannot be read: permission denied")) from None
+    except OSError as exc:
+        raise UserInputError(Problem(name, f"cannot be read: {exc.strerror or exc}")) from None
+    if len(raw) > MAX_INPUT_BYTES:
+        raise UserInputError(
+            Problem(name, f"is {len(raw)} bytes; at most {MAX_INPUT_BYTES} fit in a Kubernetes ConfigMap")
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserInputError(Problem(name, f"is not UTF-8 text (bad byte at offset {exc.start})")) from None
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """A parsed YAML document with the line of every field path in it."""
+
+    name: str
+    text: str
+    data: Any
+    lines: dict[Loc, int] = field(default_factory=dict)
+
+    def line_of(self, loc: Loc) -> int | None:
+        """Line of the deepest known field on `loc` (a missing field points at its parent)."""
+        for end in range(len(loc), -1, -1):
+            line = self.lines.get(loc[:end])
+            if line is not None:
+                return line
+        return None
+
+
+def parse_yaml(text: str, name: str) -> YamlDocument:
+    """Parse one YAML document; syntax errors and duplicate keys become UserInputErrors."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return YamlDocument(name, text, None)
+        lines: dict[Loc, int] = {}
+        problems: list[Problem] = []
+        _index(loader, node, (), lines, problems, name)
+        if problems:
+            raise UserInputError(problems)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        what = exc.problem or exc.context or "syntax error"
+        raise UserInputError(Problem(name, f"not valid YAML: {what}", line=line)) from None
+    except yaml.YAMLError as exc:
+        raise UserInputError(Problem(name, f"not valid YAML: {exc}")) from None
+    finally:
+        loader.dispose()
+    return YamlDocument(name, text, data, lines)
+
+
+def _index(loader: Any, node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[Problem], name: str) -> None:
+    lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        first_seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = loader.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in first_seen:
+                problems.append(
+                    Problem(
+                        name,
+                        f"duplicate key (first at line {first_seen[key]}); keep only one",
+                        field=dotted_path((*loc, key)),
+                        line=line,
+                    )
+                )
+                continue
+            first_seen[key] = line
+            lines[(*loc, key)] = line
+            _index(loader, value_node, (*loc, key), lines, problems, name)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index(loader, item, (*loc, i), lines, problems, name)
+
+
+def dotted_path(loc: Loc) -> str:
+    """`("helm", "args", 2)` -> `helm.args[2]`."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

@@ -1,0 +1,216 @@
+"""Build the plan of an evaluation job: its Kubernetes objects as data, checked, ready to print or send.
+
+Nothing here touches the network. Values that only exist at submission (the commit, the repository
+paths of the input files) are parameters; when absent they are clear placeholders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cajajejo import __version__, runtime_contract
+from cajajejo.config.evaluation import GKE_ACCELERATOR_LABEL, EvaluationJobConfig
+from cajajejo.config.loader import LoadedConfig
+from cajajejo.config.run_specs import RunSpecs
+from cajajejo.errors import Problem, RenderedManifestError, UserInputError
+from cajajejo.render.checks import semantic_problems
+from cajajejo.render.environment import template_environment
+from cajajejo.render.names import check_dns_label, generate_job_name
+from cajajejo.render.schema import DEFAULT_KUBERNETES_VERSION, resolve_version, schema_problems
+from cajajejo.render.yaml_text import dump_documents, load_documents
+
+UNVERSIONED = "unversioned"
+UNKNOWN_PATH = "unknown"
+DEFAULT_NAMESPACE = "default"
+ENTRY_TEMPLATE = "evaluation/plan.yaml.j2"
+
+LABEL_PREFIX = "cajajejo"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_JOB_NAME = f"{LABEL_PREFIX}/job-name"
+
+_CONFIG_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,79}")
+_HEX_SHA = re.compile(r"([0-9a-f]{12})[0-9a-f]{28,}(-dirty)?")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the job's inputs come from: the commit and the files' paths inside the repository."""
+
+    config_version: str = UNVERSIONED
+    config_path: str = UNKNOWN_PATH
+    helm_config_path: str = UNKNOWN_PATH
+
+    def __post_init__(self) -> None:
+        if not _CONFIG_VERSION.fullmatch(self.config_version):
+            raise UserInputError(
+                Problem("--config-version", f"{self.config_version!r} must be a commit SHA or a plain version name")
+            )
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    job_name: str | None = None  # None: generated
+    namespace: str | None = None  # None: the config's, else "default"
+    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
+    template_dir: Path | None = None
+    rng: random.Random | None = field(default=None, compare=False)  # pins the generated name in tests
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The objects of one job, in the order they are applied."""
+
+    job_name: str
+    namespace: str
+    documents: tuple[dict[str, Any], ...]
+
+    def to_yaml(self) -> str:
+        header = (
+            f"# Rendered by cajajejo {__version__} for job {self.job_name}.\n"
+            "# Re-render from the job config instead of editing this file.\n"
+        )
+        return dump_documents(self.documents, header=header)
+
+
+def render_evaluation_plan(
+    loaded: LoadedConfig,
+    run_specs: RunSpecs,
+    provenance: Provenance = Provenance(),
+    options: RenderOptions = RenderOptions(),
+) -> Plan:
+    config = loaded.config
+    k8s = config.kubernetes_config
+    if options.job_name is not None:
+        job_name = check_dns_label(options.job_name, "--job-name")
+    else:
+        job_name = generate_job_name(k8s.job_name_prefix, options.rng)
+    if options.namespace is not None:
+        namespace = check_dns_label(options.namespace, "--namespace")
+    else:
+        namespace = k8s.namespace or DEFAULT_NAMESPACE
+    version = resolve_version(options.kubernetes_version)
+    context = _template_context(config, job_name, namespace, provenance, loaded.text, run_specs.text)
+
+    template = template_environment(options.template_dir).get_template(ENTRY_TEMPLATE)
+    try:
+        rendered = template.render(context)
+        documents = load_documents(rendered)
+    except Exception as exc:  # a bug in a template (ours or a user's override): say where, not a traceback
+        raise RenderedManifestError(f"rendering {ENTRY_TEMPLATE} failed: {exc} ({_BLAME})") from exc
+
+    problems = semantic_problems(documents, job_name=job_name, namespace=namespace)
+    for document in documents:
+        if isinstance(document, dict):
+            problems += [f"{_describe(document)}: {p}" for p in schema_problems(document, version)]
+    if problems:
+        raise RenderedManifestError(
+            f"the rendered manifests are invalid ({_BLAME}):\n" + "\n".join(f"  {p}" for p in problems)
+        )
+    return Plan(job_name, namespace, tuple(documents))
+
+
+_BLAME = "a bug in cajajejo, or in a template of --template-dir; please report it with the config"
+
+
+def _describe(document: dict[str, Any]) -> str:
+    name = (document.get("metadata") or {}).get("name", "?")
+    return f"{document.get('kind', '?')} {name}"
+
+
+def inputs_sha256(config_text: str, run_specs_text: str) -> str:
+    """One hash of both input files, to tell jobs with the same inputs apart from the rest."""
+    digest = hashlib.sha256()
+    for text in (config_text, run_specs_text):
+        data = text.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _version_label(config_version: str) -> str:
+    match = _HEX_SHA.fullmatch(config_version)
+    short = match[1] + (match[2] or "") if match else config_version
+    return short[:63].rstrip("-_.")
+
+
+def _template_context(
+    config: EvaluationJobConfig,
+    job_name: str,
+    namespace: str,
+    provenance: Provenance,
+    config_text: str,
+    run_specs_text: str,
+) -> dict[str, Any]:
+    inputs_hash = inputs_sha256(config_text, run_specs_text)
+    identity = {
+        LABEL_MANAGED_BY: LABEL_PREFIX,
+        f"{LABEL_PREFIX}/job-kind": "evaluation",
+        LABEL_JOB_NAME: job_name,
+    }
+    labels = {
+        **identity,
+        f"{LABEL_PREFIX}/config-version": _version_label(provenance.config_version),
+        f"{LABEL_PREFIX}/inputs-hash": inputs_hash[:16],
+        f"{LABEL_PREFIX}/version": __version__,
+    }
+    annotations = {
+        f"{LABEL_PREFIX}/config-version": provenance.config_version,
+        f"{LABEL_PREFIX}/config-path": provenance.config_path,
+        f"{LABEL_PREFIX}/helm-config-path": provenance.helm_config_path,
+        f"{LABEL_PREFIX}/inputs-sha256": inputs_hash,
+    }
+    node_selector = dict(config.kubernetes_config.node_selector)
+    if config.compute_config.accelerator is not None:
+        node_selector[GKE_ACCELERATOR_LABEL] = config.compute_config.accelerator
+    env = {
+        runtime_contract.ENV_CONFIG_VERSION: provenance.config_version,
+        runtime_contract.ENV_CONFIG_PATH: provenance.config_path,
+        runtime_contract.ENV_HELM_CONFIG_PATH: provenance.helm_config_path,
+        runtime_contract.ENV_JOB_NAME: job_name,
+        runtime_contract.ENV_CONFIG_DIR: runtime_contract.CONFIG_DIR,
+        runtime_contract.ENV_SCRATCH_DIR: runtime_contract.SCRATCH_DIR,
+        runtime_contract.ENV_MLFLOW_TRACKING_URI: config.mlflow_config.tracking_uri,
+        **config.kubernetes_config.env,
+    }
+    eval_config_path = f"{runtime_contract.CONFIG_DIR}/{runtime_contract.EVAL_CONFIG_FILE}"
+    scratch = config.compute_config.scratch
+    storage_class = None
+    if scratch.provision_storage_class is not None:
+        storage_class = {
+            "name": scratch.storage_class,
+            "disk_type": scratch.provision_storage_class.disk_type,
+            "labels": {LABEL_MANAGED_BY: LABEL_PREFIX},
+        }
+    return {
+        "config": config,
+        "job": {
+            "name": job_name,
+            "namespace": namespace,
+            "configmap_name": job_name,
+            "labels": labels,
+            "annotations": annotations,
+            "pod_labels": identity,
+            "image": config.image_reference,
+            "service_account": config.kubernetes_config.service_account,
+            "node_selector": node_selector,
+            "env": env,
+            "fetch_model_command": [
+                "cajajejo",
+                "models",
+                "download",
+                "--config",
+                eval_config_path,
+                "--scratch-dir",
+                runtime_contract.SCRATCH_DIR,
+            ],
+            "evaluate_command": ["cajajejo", "--trace", "evaluate"],
+        },
+        "paths": {"config_dir": runtime_contract.CONFIG_DIR, "scratch_dir": runtime_contract.SCRATCH_DIR},
+        "files": {runtime_contract.EVAL_CONFIG_FILE: config_text, runtime_contract.RUN_SPECS_FILE: run_specs_text},
+        "storage_class": storage_class,
+    }

@@ -1,0 +1,56 @@
+"""What a rendered manifest and the container runtime agree on: paths, file names, env variables, tags.
+
+Both sides import these names, so the manifest and the code that reads it cannot drift apart.
+"""
+
+from __future__ import annotations
+
+CONFIG_DIR = "/etc/configs"
+SCRATCH_DIR = "/scratch"
+EVAL_CONFIG_FILE = "eval_config.yml"
+RUN_SPECS_FILE = "run_specs.conf"
+
+# Environment variables the job's containers receive (names from the original tool's manifests).
+ENV_CONFIG_VERSION = "CONFIG_VERSION"
+ENV_CONFIG_PATH = "CONFIG_PATH_GIT_REPO"
+ENV_HELM_CONFIG_PATH = "HELM_CONFIG_PATH_GIT_REPO"
+ENV_JOB_NAME = "JOB_NAME"
+ENV_CONFIG_DIR = "CAJAJEJO_CONFIG_DIR"
+ENV_SCRATCH_DIR = "CAJAJEJO_SCRATCH_DIR"
+ENV_MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"
+
+RESERVED_ENV = frozenset(
+    {
+        ENV_CONFIG_VERSION,
+        ENV_CONFIG_PATH,
+        ENV_HELM_CONFIG_PATH,
+        ENV_JOB_NAME,
+        ENV_CONFIG_DIR,
+        ENV_SCRATCH_DIR,
+        ENV_MLFLOW_TRACKING_URI,
+    }
+)
+
+# MLflow tags the evaluation runtime sets on every run (the original tool's list); a user tag may not
+# reuse one, or one of the two would silently win.
+RESERVED_TAGS = frozenset(
+    {
+        "config_git_sha",
+        "config_path_git_repo",
+        "helm_config_path_git_repo",
+        "image_build_cajajejo_version",
+        "model_run_id",
+        "model_artifact_path",
+        "model_gs_uri",
+        "accelerator",
+        "cpu",
+        "memory",
+        "helm_args",
+        "image",
+        "image_tag",
+        "job_name",
+    }
+)
+
+# helm-run options the runtime sets itself from the config; repeating them in helm.args would conflict.
+HELM_OPTIONS_SET_BY_RUNTIME = frozenset({"--suite", "--conf-paths", "--output-path", "-o", "--local-path"})
