@@ -28,6 +28,12 @@ HOSTILE = [
     "1e3",
 ]
 
+
+@pytest.mark.parametrize("number", [5e-324, 1e16, -2.5e-10, 0.1, 1e300])
+def test_floats_in_exponent_form_stay_floats(number: float) -> None:
+    assert yaml.safe_load(f"a: {to_yaml(number)}") == {"a": number}
+
+
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
 values = st.recursive(scalars, lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20)
 

@@ -83,7 +83,9 @@ def validate_config(config: Path, helm_config: Path | None) -> None:
 @click.argument("output", type=click.Path(path_type=Path, allow_dash=True))
 @click.option("--job-name", help="Use this job name instead of a generated eval-<adjective>-<animal>.")
 @click.option("--seed", type=int, help="Seed the generated job name, for repeatable output.")
-@click.option("--namespace", help="Namespace of the Job and ConfigMap (default: the config's, else 'default').")
+@click.option(
+    "--namespace", help="Namespace of the Job and ConfigMap (default: the config's, else the namespace setting)."
+)
 @click.option("--config-version", default="unversioned", show_default=True, help="Commit SHA stamped into the job.")
 @click.option("--config-path-in-repo", default="unknown", show_default=True, help="CONFIG's path in the repository.")
 @click.option(
@@ -117,7 +119,9 @@ def parse_job(
     from cajajejo.files import write_text_atomically
     from cajajejo.render.plan import Provenance, RenderOptions, render_evaluation_plan
     from cajajejo.render.schema import DEFAULT_KUBERNETES_VERSION
+    from cajajejo.settings import load_settings
 
+    settings = load_settings()
     loaded = load_evaluation_config(config)
     run_specs = load_run_specs(helm_config)
     _warn(loaded.warnings)
@@ -128,6 +132,8 @@ def parse_job(
         RenderOptions(
             job_name=job_name,
             namespace=namespace,
+            default_namespace=settings.get("namespace") or "default",
+            default_service_account=settings.get("service_account"),
             kubernetes_version=kubernetes_version or DEFAULT_KUBERNETES_VERSION,
             template_dir=template_dir,
             rng=random.Random(seed) if seed is not None else None,  # noqa: S311 - names, not secrets
@@ -136,6 +142,201 @@ def parse_job(
     write_text_atomically(output, plan.to_yaml())
     if str(output) != "-":
         click.echo(f"wrote {output}: job {plan.job_name} in namespace {plan.namespace}", err=True)
+
+
+@evaluation.command("submit-job")
+@click.option(
+    "--job-spec-path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Submit this job spec, written earlier by parse-job.",
+)
+@click.option("--path-to-config", type=click.Path(path_type=Path), help="Render this job config and submit it.")
+@click.option("--path-to-helm-config", type=click.Path(path_type=Path), help="The HELM run specs for --path-to-config.")
+@click.option(
+    "--config-version",
+    help="The commit you mean to submit; refused unless it matches the checked-out one (or the spec's stamp).",
+)
+@click.option("--namespace", help="Namespace to submit to (default: the config's, else the namespace setting).")
+@click.option("--dry-run", is_flag=True, help="Let the cluster validate everything but create nothing.")
+@click.option("--allow-dirty-repo", is_flag=True, help="Render from a dirty tree, stamped '<sha>-dirty'.")
+@click.option(
+    "--kubernetes-job-spec-output-path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also save the rendered job spec here (with --path-to-config).",
+)
+def submit_job(
+    job_spec_path: Path | None,
+    path_to_config: Path | None,
+    path_to_helm_config: Path | None,
+    config_version: str | None,
+    namespace: str | None,
+    dry_run: bool,
+    allow_dirty_repo: bool,
+    kubernetes_job_spec_output_path: Path | None,
+) -> None:
+    """Submit an evaluation job to the cluster of the current kubeconfig context.
+
+    Either give --job-spec-path, or --path-to-config and --path-to-helm-config to render from a clean
+    git tree (the commit is stamped into the job) and submit in one go. Submitting the same spec again
+    changes nothing (server-side apply).
+    """
+    from cajajejo import submission
+
+    from_config = path_to_config is not None or path_to_helm_config is not None
+    if (job_spec_path is not None) == from_config:
+        raise click.UsageError("give either --job-spec-path, or --path-to-config with --path-to-helm-config")
+    if job_spec_path is not None:
+        if allow_dirty_repo or kubernetes_job_spec_output_path is not None:
+            raise click.UsageError("--allow-dirty-repo and --kubernetes-job-spec-output-path need --path-to-config")
+        result = submission.submit_job_spec(
+            job_spec_path, config_version=config_version, namespace=namespace, dry_run=dry_run
+        )
+    else:
+        if path_to_config is None or path_to_helm_config is None:
+            raise click.UsageError("--path-to-config and --path-to-helm-config go together")
+        result = submission.submit_evaluation_job(
+            path_to_config,
+            path_to_helm_config,
+            spec_output_path=kubernetes_job_spec_output_path,
+            allow_dirty=allow_dirty_repo,
+            namespace=namespace,
+            dry_run=dry_run,
+            config_version=config_version,
+        )
+    _warn(result.warnings)
+    for line in submission.describe(result):
+        click.echo(line)
+
+
+_NAMESPACE_OPTION = click.option("--namespace", help="Namespace of the job (default: the namespace setting).")
+
+
+def _cluster_and_namespace(namespace: str | None) -> tuple[Any, str]:
+    from cajajejo.backends.kubernetes import KubernetesCluster, load_api_client
+    from cajajejo.render.names import check_dns_label
+    from cajajejo.settings import load_settings
+
+    settings = load_settings()
+    namespace = check_dns_label(namespace or settings.get("namespace") or "default", "--namespace")
+    return KubernetesCluster(load_api_client(settings.get("kube_context"))), namespace
+
+
+@jobs.command("list")
+@_NAMESPACE_OPTION
+def list_jobs(namespace: str | None) -> None:
+    """List the jobs cajajejo made in a namespace, newest first."""
+    cluster, namespace = _cluster_and_namespace(namespace)
+    summaries = cluster.list_jobs(namespace)
+    if not summaries:
+        click.echo(f"no cajajejo jobs in namespace {namespace}")
+        return
+    click.echo(f"{'NAME':<45} {'STATE':<10} {'CREATED':<26} CONFIG VERSION")
+    for job in summaries:
+        click.echo(f"{job.name:<45} {job.state:<10} {job.created or '-':<26} {job.config_version or '-'}")
+
+
+@jobs.command("status")
+@click.argument("job_name")
+@_NAMESPACE_OPTION
+def job_status(job_name: str, namespace: str | None) -> None:
+    """Show the state of JOB_NAME and of its pods."""
+    from cajajejo.render.names import check_dns_label
+
+    cluster, namespace = _cluster_and_namespace(namespace)
+    job = cluster.job_status(check_dns_label(job_name, "JOB_NAME"), namespace)
+    click.echo(f"job {job.name} in {job.namespace}: {job.state}")
+    click.echo(f"  active {job.active}, succeeded {job.succeeded}, failed {job.failed}; created {job.created or '-'}")
+    click.echo(f"  config version {job.config_version or '-'}")
+    for pod in job.pods:
+        click.echo(f"  pod {pod.name}: {pod.phase}" + (f" ({pod.reason})" if pod.reason else ""))
+
+
+@jobs.command("delete")
+@click.argument("job_name")
+@_NAMESPACE_OPTION
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def delete_job(job_name: str, namespace: str | None, yes: bool) -> None:
+    """Delete JOB_NAME, its pods and its ConfigMap (only jobs that cajajejo made)."""
+    from cajajejo.render.names import check_dns_label
+
+    cluster, namespace = _cluster_and_namespace(namespace)
+    job_name = check_dns_label(job_name, "JOB_NAME")
+    if not yes:
+        click.confirm(f"delete job {job_name} in namespace {namespace}, its pods and its ConfigMap?", abort=True)
+    for item in cluster.delete_job(job_name, namespace):
+        click.echo(f"deleted {item}")
+
+
+@cli.command("logs")
+@click.argument("job_name")
+@_NAMESPACE_OPTION
+@click.option(
+    "--shift-unit",
+    type=click.Choice(["days", "hours", "minutes"]),
+    default="days",
+    show_default=True,
+    help="Unit of --shift-amount.",
+)
+@click.option(
+    "--shift-amount",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Read entries from this far back.",
+)
+@click.option(
+    "--output-path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the entries here: .jsonl for JSON Lines, .json for a JSON array.",
+)
+@click.option("--follow", "-f", is_flag=True, help="Keep polling for new entries until Ctrl-C.")
+@click.option("--quiet", "-q", is_flag=True, help="Do not print entries (with --output-path).")
+def logs(
+    job_name: str,
+    namespace: str | None,
+    shift_unit: str,
+    shift_amount: int,
+    output_path: Path | None,
+    follow: bool,
+    quiet: bool,
+) -> None:
+    """Print the container logs of JOB_NAME from Google Cloud Logging, oldest first."""
+    from cajajejo.log_output import fetch_job_logs
+    from cajajejo.settings import load_settings
+
+    try:
+        summary = fetch_job_logs(
+            job_name,
+            settings=load_settings(),
+            namespace=namespace,
+            shift_unit=shift_unit,
+            shift_amount=shift_amount,
+            output_path=output_path,
+            follow=follow,
+            quiet=quiet,
+        )
+    except KeyboardInterrupt:
+        if not follow:
+            raise
+        return
+    span = f" from {summary.first} to {summary.last}" if summary.count else ""
+    click.echo(f"{summary.count:,} entries{span}" + (f"; wrote {output_path}" if output_path else ""), err=True)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """cajajejo's own settings."""
+
+
+@config_group.command("show")
+def config_show() -> None:
+    """Print every setting, its effective value and where that value came from."""
+    from cajajejo.settings import SPECS, load_settings
+
+    settings = load_settings()
+    for spec in SPECS:
+        value = settings.get(spec.name)
+        click.echo(f"{spec.name:<16} {value if value is not None else '(unset)':<45} {settings.source_of(spec.name)}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,7 +52,7 @@ GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 _DOMAIN = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE_REPOSITORY = re.compile(rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*")
-_IMAGE_TAG = re.compile(r"[\w][\w.-]{0,127}")
+IMAGE_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _SUITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _GS_URI = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](?:/.*)?", re.DOTALL)
@@ -80,7 +80,7 @@ def _check_image(value: str) -> str:
 
 
 def _check_tag(value: str) -> str:
-    if not _IMAGE_TAG.fullmatch(value):
+    if not IMAGE_TAG.fullmatch(value):
         raise ValueError(f"{value!r} is not an image tag (letters, digits, '_', '.', '-'; at most 128)")
     return value
 

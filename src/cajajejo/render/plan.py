@@ -18,6 +18,7 @@ from cajajejo.config.evaluation import GKE_ACCELERATOR_LABEL, EvaluationJobConfi
 from cajajejo.config.loader import LoadedConfig
 from cajajejo.config.run_specs import RunSpecs
 from cajajejo.errors import Problem, RenderedManifestError, UserInputError
+from cajajejo.kube import dns1123_subdomain_problem
 from cajajejo.render.checks import semantic_problems
 from cajajejo.render.environment import template_environment
 from cajajejo.render.names import check_dns_label, generate_job_name
@@ -55,7 +56,9 @@ class Provenance:
 @dataclass(frozen=True)
 class RenderOptions:
     job_name: str | None = None  # None: generated
-    namespace: str | None = None  # None: the config's, else "default"
+    namespace: str | None = None  # None: the config's, else default_namespace
+    default_namespace: str = DEFAULT_NAMESPACE  # from settings
+    default_service_account: str | None = None  # from settings, for configs that name none
     kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
     template_dir: Path | None = None
     rng: random.Random | None = field(default=None, compare=False)  # pins the generated name in tests
@@ -92,9 +95,10 @@ def render_evaluation_plan(
     if options.namespace is not None:
         namespace = check_dns_label(options.namespace, "--namespace")
     else:
-        namespace = k8s.namespace or DEFAULT_NAMESPACE
-    version = resolve_version(options.kubernetes_version)
+        namespace = k8s.namespace or check_dns_label(options.default_namespace, "setting namespace")
+    resolve_version(options.kubernetes_version)  # a bad version is the user's error, before any rendering
     context = _template_context(config, job_name, namespace, provenance, loaded.text, run_specs.text)
+    context["job"]["service_account"] = k8s.service_account or _checked_default_service_account(options)
 
     template = template_environment(options.template_dir).get_template(ENTRY_TEMPLATE)
     try:
@@ -103,15 +107,34 @@ def render_evaluation_plan(
     except Exception as exc:  # a bug in a template (ours or a user's override): say where, not a traceback
         raise RenderedManifestError(f"rendering {ENTRY_TEMPLATE} failed: {exc} ({_BLAME})") from exc
 
-    problems = semantic_problems(documents, job_name=job_name, namespace=namespace)
-    for document in documents:
-        if isinstance(document, dict):
-            problems += [f"{_describe(document)}: {p}" for p in schema_problems(document, version)]
+    problems = manifest_problems(
+        documents, job_name=job_name, namespace=namespace, kubernetes_version=options.kubernetes_version
+    )
     if problems:
         raise RenderedManifestError(
             f"the rendered manifests are invalid ({_BLAME}):\n" + "\n".join(f"  {p}" for p in problems)
         )
     return Plan(job_name, namespace, tuple(documents))
+
+
+def _checked_default_service_account(options: RenderOptions) -> str | None:
+    account = options.default_service_account
+    problem = dns1123_subdomain_problem(account) if account is not None else None
+    if problem:
+        raise UserInputError(Problem("setting service_account", f"{account!r} {problem}"))
+    return account
+
+
+def manifest_problems(
+    documents: list[Any], *, job_name: str, namespace: str, kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
+) -> list[str]:
+    """Everything wrong with a job's manifests: the rules the schema misses, then the schema itself."""
+    version = resolve_version(kubernetes_version)
+    problems = semantic_problems(documents, job_name=job_name, namespace=namespace)
+    for document in documents:
+        if isinstance(document, dict):
+            problems += [f"{_describe(document)}: {p}" for p in schema_problems(document, version)]
+    return problems
 
 
 _BLAME = "a bug in cajajejo, or in a template of --template-dir; please report it with the config"
@@ -196,7 +219,6 @@ def _template_context(
             "annotations": annotations,
             "pod_labels": identity,
             "image": config.image_reference,
-            "service_account": config.kubernetes_config.service_account,
             "node_selector": node_selector,
             "env": env,
             "fetch_model_command": [

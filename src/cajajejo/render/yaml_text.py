@@ -56,7 +56,11 @@ def _flow(value: Any) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"cannot write {value!r} into a manifest")
-        return repr(value)
+        text = repr(value)
+        # YAML 1.1 (PyYAML, and Kubernetes' own parser) reads 5e-324 as a string: a float needs a dot.
+        if "e" in text and "." not in text:
+            text = text.replace("e", ".0e", 1)
+        return text
     if isinstance(value, str):
         return '"' + _NEEDS_ESCAPE.sub(_escape, value) + '"'
     if isinstance(value, Mapping):

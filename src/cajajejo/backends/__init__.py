@@ -1,0 +1,1 @@
+"""Where plans go: Kubernetes now; Slurm and local processes later, behind the same few calls."""

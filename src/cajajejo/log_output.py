@@ -1,0 +1,140 @@
+"""Where fetched log entries go: the terminal, a JSON Lines file or a JSON array file, as they arrive.
+
+Files are written through `atomic_writer`: an interrupted or failed fetch leaves no file, and a
+finished one appears whole. Entries are written one by one, so memory does not grow with the count.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from cajajejo.errors import Problem, UserInputError
+from cajajejo.files import atomic_writer
+from cajajejo.logs import LogQuery, RetryPolicy, format_entry, lower_bound, make_client, read_entries
+from cajajejo.settings import Settings
+
+FORMATS = {".jsonl": "jsonl", ".json": "json"}
+
+
+def output_format(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise UserInputError(Problem("--output-path", f"{path}: name it .jsonl (JSON Lines) or .json (a JSON array)"))
+    return fmt
+
+
+@dataclass
+class FetchSummary:
+    count: int = 0
+    first: str | None = None
+    last: str | None = None
+
+
+class Progress:
+    """A count on stderr, redrawn at most a few times a second, only when stderr is a terminal."""
+
+    def __init__(self, stream: TextIO | None = None, interval_s: float = 0.25) -> None:
+        self._stream = stream or sys.stderr
+        self._enabled = self._stream.isatty()
+        self._interval_s = interval_s
+        self._next = 0.0
+
+    def update(self, count: int) -> None:
+        if self._enabled and time.monotonic() >= self._next:
+            self._next = time.monotonic() + self._interval_s
+            self._stream.write(f"\rfetched {count:,} entries")
+            self._stream.flush()
+
+    def done(self) -> None:
+        if self._enabled:
+            self._stream.write("\r\033[K")
+            self._stream.flush()
+
+
+def write_entries(
+    entries: Iterable[dict[str, Any]],
+    *,
+    output_path: Path | None = None,
+    terminal: TextIO | None = None,
+    progress: Progress | None = None,
+) -> FetchSummary:
+    """Send each entry to the terminal (formatted) and/or `output_path` (as JSON), in order."""
+    summary = FetchSummary()
+    if output_path is None:
+        _drain(entries, None, None, terminal, progress, summary)
+        return summary
+    fmt = output_format(output_path)
+    with atomic_writer(output_path) as handle:
+        _drain(entries, handle, fmt, terminal, progress, summary)
+    return summary
+
+
+def _drain(
+    entries: Iterable[dict[str, Any]],
+    handle: TextIO | None,
+    fmt: str | None,
+    terminal: TextIO | None,
+    progress: Progress | None,
+    summary: FetchSummary,
+) -> None:
+    separator = "[\n" if fmt == "json" else ""
+    try:
+        for entry in entries:
+            if handle is not None:
+                handle.write(separator + json.dumps(entry, ensure_ascii=False, separators=(",", ":")))
+                separator = ",\n" if fmt == "json" else ""
+                if fmt == "jsonl":
+                    handle.write("\n")
+            if terminal is not None:
+                terminal.write(format_entry(entry) + "\n")
+            summary.count += 1
+            summary.first = summary.first or entry.get("timestamp")
+            summary.last = entry.get("timestamp")
+            if progress is not None:
+                progress.update(summary.count)
+        if handle is not None and fmt == "json":
+            handle.write("[]\n" if summary.count == 0 else "\n]\n")
+    finally:
+        if progress is not None:
+            progress.done()
+
+
+def fetch_job_logs(
+    job_name: str,
+    *,
+    settings: Settings,
+    namespace: str | None = None,
+    shift_unit: str = "days",
+    shift_amount: int = 1,
+    output_path: Path | None = None,
+    follow: bool = False,
+    quiet: bool = False,
+    retry: RetryPolicy | None = None,
+) -> FetchSummary:
+    """The use case behind `cajajejo logs` and `invoke get-job-logs`: check, query, stream, summarise."""
+    if follow and output_path is not None:
+        raise UserInputError(Problem("--follow", "cannot be combined with --output-path; pipe to `tee` instead"))
+    if output_path is not None:
+        output_format(output_path)  # a bad name is an error before any request
+    if quiet and output_path is None:
+        raise UserInputError(Problem("--quiet", "needs --output-path, or nothing would be shown"))
+    query = LogQuery(
+        job_name=job_name,
+        namespace=namespace or settings.get("namespace") or "default",
+        since=lower_bound(shift_unit, shift_amount),
+        cluster=settings.get("gke_cluster"),
+    )
+    client = make_client(settings.require("gcp_project", "read job logs"))
+    entries = read_entries(client, query, follow=follow, retry=retry)
+    return write_entries(
+        entries,
+        output_path=output_path,
+        terminal=None if quiet else sys.stdout,
+        progress=Progress() if output_path is not None else None,
+    )

@@ -1,0 +1,125 @@
+"""invoke tasks for the people who run jobs: `invoke --list`, `invoke --help <task>`.
+
+Each task only parses its arguments and calls the cajajejo package, where the logic is tested.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from cajajejo.invoke_bridge import reported
+
+
+@task(
+    help={
+        "config": "evaluation job config (YAML), committed",
+        "helm_config": "HELM run specs (HOCON .conf), committed",
+        "kubernetes_job_spec_output_path": "also save the rendered job spec to this file",
+        "allow_dirty_repo": "submit from a dirty tree anyway; the job is stamped '<sha>-dirty'",
+        "namespace": "namespace to submit to (default: the config's, else the namespace setting)",
+        "dry_run": "let the cluster validate everything, create nothing",
+    }
+)
+@reported
+def submit_evaluation_job(
+    c: Context,
+    config: str,
+    helm_config: str,
+    kubernetes_job_spec_output_path: str | None = None,
+    allow_dirty_repo: bool = False,
+    namespace: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Render an evaluation job from a clean git tree, stamp the commit into it and submit it."""
+    from cajajejo.submission import describe, submit_evaluation_job
+
+    result = submit_evaluation_job(
+        Path(config),
+        Path(helm_config),
+        spec_output_path=Path(kubernetes_job_spec_output_path) if kubernetes_job_spec_output_path else None,
+        allow_dirty=allow_dirty_repo,
+        namespace=namespace,
+        dry_run=dry_run,
+    )
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    print("\n".join(describe(result)))
+
+
+@task(
+    help={
+        "job_name": "the job's name, e.g. eval-merciful-crocodile",
+        "shift_unit": "days, hours or minutes (default: days)",
+        "shift_amount": "read entries from this many units back (default: 1)",
+        "output_path": "also write the entries here: .jsonl (JSON Lines) or .json (JSON array)",
+        "namespace": "the job's namespace (default: the namespace setting)",
+        "follow": "keep polling for new entries until Ctrl-C",
+    }
+)
+@reported
+def get_job_logs(
+    c: Context,
+    job_name: str,
+    shift_unit: str = "days",
+    shift_amount: int = 1,
+    output_path: str | None = None,
+    namespace: str | None = None,
+    follow: bool = False,
+) -> None:
+    """Print a job's container logs from Google Cloud Logging, oldest first."""
+    from cajajejo.log_output import fetch_job_logs
+    from cajajejo.settings import load_settings
+
+    summary = fetch_job_logs(
+        job_name,
+        settings=load_settings(),
+        namespace=namespace,
+        shift_unit=shift_unit,
+        shift_amount=int(shift_amount),
+        output_path=Path(output_path) if output_path else None,
+        follow=follow,
+    )
+    print(f"{summary.count:,} entries" + (f"; wrote {output_path}" if output_path else ""))
+
+
+@task
+@reported
+def authenticate_kubectl(c: Context) -> None:
+    """Fetch kubectl credentials for the GKE cluster of your settings (gke_cluster, gcp_region, gcp_project)."""
+    from cajajejo.images import authenticate_kubectl as authenticate
+    from cajajejo.settings import load_settings
+    from cajajejo.tools import run_tool
+
+    authenticate(settings=load_settings(), run=run_tool)
+
+
+@task
+@reported
+def docker_login(c: Context) -> None:
+    """Let docker push to the registry of your settings, with your gcloud credentials."""
+    from cajajejo.images import docker_login as login
+    from cajajejo.settings import load_settings
+    from cajajejo.tools import run_tool
+
+    login(settings=load_settings(), run=run_tool)
+
+
+@task(
+    help={
+        "job_kind": "which image: 'evaluation' builds evaluation.Dockerfile",
+        "tag": "image tag (default: the commit the image is built from)",
+        "allow_dirty_repo": "build from a dirty tree anyway; the tag ends in '-dirty'",
+    }
+)
+@reported
+def build_and_push_job_image(c: Context, job_kind: str, tag: str | None = None, allow_dirty_repo: bool = False) -> None:
+    """Build a job image from a clean tree, tagged with its commit, and push it to the registry."""
+    from cajajejo.images import build_and_push
+    from cajajejo.settings import load_settings
+    from cajajejo.tools import run_tool
+
+    image = build_and_push(job_kind, settings=load_settings(), run=run_tool, tag=tag, allow_dirty=allow_dirty_repo)
+    print(f"pushed {image}; pin it in job configs with image_tag: {image.rsplit(':', 1)[1]}")

@@ -1,0 +1,289 @@
+"""Submission and job management against a Kubernetes API stand-in, through the official client."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import git
+import pytest
+import yaml
+
+from cajajejo.backends.kubernetes import APPLY_PATCH, FIELD_MANAGER
+from tests.standins.kubernetes_api import KubernetesApiStandin
+from tests.support import run_cli
+
+CONFIG = "jobs/evaluation/example.mlflow.job_config.yml"
+SPECS = "jobs/evaluation/app/run_specs.conf"
+
+
+@pytest.fixture
+def in_repo(jobs_repo: git.Repo, monkeypatch: pytest.MonkeyPatch) -> git.Repo:
+    monkeypatch.chdir(jobs_repo.working_tree_dir or ".")
+    return jobs_repo
+
+
+def _submit(*extra: str) -> tuple[int, str, str]:
+    result = run_cli(
+        "jobs", "evaluation", "submit-job", "--path-to-config", CONFIG, "--path-to-helm-config", SPECS, *extra
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _job_name(stdout: str) -> str:
+    return stdout.split()[1]
+
+
+def test_submit_applies_job_then_owned_configmap(in_repo: git.Repo, kube_standin: KubernetesApiStandin) -> None:
+    code, out, err = _submit()
+    assert code == 0, err
+    name = _job_name(out)
+    patches = [r for r in kube_standin.requests if r.method == "PATCH"]
+    assert [r.path for r in patches] == [
+        "/apis/storage.k8s.io/v1/storageclasses/ssd",  # the example asks for its scratch class
+        f"/apis/batch/v1/namespaces/default/jobs/{name}",
+        f"/api/v1/namespaces/default/configmaps/{name}",
+    ]
+    for request in patches:
+        assert request.headers["Content-Type"] == APPLY_PATCH
+        assert request.query["fieldManager"] == FIELD_MANAGER
+        assert "dryRun" not in request.query
+    job = kube_standin.objects[("Job", "default", name)]
+    configmap = kube_standin.objects[("ConfigMap", "default", name)]
+    assert configmap["metadata"]["ownerReferences"] == [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job["metadata"]["uid"]}
+    ]
+    sha = in_repo.head.commit.hexsha
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CONFIG_VERSION"] == sha
+    assert env["CONFIG_PATH_GIT_REPO"] == CONFIG
+    assert env["HELM_CONFIG_PATH_GIT_REPO"] == SPECS
+    assert job["metadata"]["labels"]["cajajejo/config-version"] == sha[:12]
+    assert configmap["metadata"]["labels"]["cajajejo/config-version"] == sha[:12]
+    assert f"cajajejo logs {name}" in out
+
+
+def test_the_token_travels_only_in_the_header_and_no_secret_value_is_sent(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin
+) -> None:
+    code, _, err = _submit()
+    assert code == 0, err
+    for request in kube_standin.requests:
+        assert b"standin-token" not in request.body
+    job_body = json.loads(next(r.body for r in kube_standin.requests if "/jobs/" in r.path))
+    env = job_body["spec"]["template"]["spec"]["containers"][0]["env"]
+    token = next(e for e in env if e["name"] == "MLFLOW_TRACKING_TOKEN")
+    assert token == {
+        "name": "MLFLOW_TRACKING_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "mlflow-auth", "key": "token"}},
+    }
+
+
+def test_resubmitting_the_same_spec_changes_nothing(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin, tmp_path: Path
+) -> None:
+    spec = tmp_path / "spec.yml"
+    code, out, err = _submit("--kubernetes-job-spec-output-path", str(spec))
+    assert code == 0, err
+    before = copy.deepcopy(kube_standin.objects)
+    again = run_cli("jobs", "evaluation", "submit-job", "--job-spec-path", str(spec))
+    assert again.exit_code == 0, again.stderr
+    assert kube_standin.objects == before
+    assert _job_name(again.stdout) == _job_name(out)
+
+
+def test_dry_run_sends_dry_run_and_creates_nothing(in_repo: git.Repo, kube_standin: KubernetesApiStandin) -> None:
+    code, out, err = _submit("--dry-run")
+    assert code == 0, err
+    assert "dry run, nothing created" in out
+    assert kube_standin.objects == {}
+    assert all(r.query.get("dryRun") == "All" for r in kube_standin.requests if r.method == "PATCH")
+
+
+def test_a_dirty_tree_is_refused_before_any_request(in_repo: git.Repo, kube_standin: KubernetesApiStandin) -> None:
+    Path("README.md").write_text("dirty\n")
+    code, _, err = _submit()
+    assert code == 1
+    assert err.startswith("error: refusing to submit from a dirty git tree")
+    assert "README.md" in err
+    assert kube_standin.requests == []
+    code, out, err = _submit("--allow-dirty-repo")
+    assert code == 0, err
+    job = kube_standin.objects[("Job", "default", _job_name(out))]
+    assert job["metadata"]["annotations"]["cajajejo/config-version"] == in_repo.head.commit.hexsha + "-dirty"
+
+
+def test_a_config_version_that_is_not_head_is_refused(in_repo: git.Repo, kube_standin: KubernetesApiStandin) -> None:
+    code, _, err = _submit("--config-version", "0123456789ab")
+    assert code == 2
+    assert "is not the checked-out commit" in err
+    assert kube_standin.requests == []
+    code, _, err = _submit("--config-version", in_repo.head.commit.hexsha)
+    assert code == 0, err
+
+
+def test_a_storage_class_is_applied_first(in_repo: git.Repo, kube_standin: KubernetesApiStandin) -> None:
+    config = Path(CONFIG)
+    data = yaml.safe_load(config.read_text())
+    data["compute_config"]["scratch"] = {"size": "20Gi", "storage_class": "fast", "provision_storage_class": {}}
+    config.write_text(yaml.safe_dump(data))
+    in_repo.index.add([CONFIG])
+    in_repo.index.commit("provision a class")
+    code, _, err = _submit()
+    assert code == 0, err
+    kinds = [r.path.split("/")[-2] for r in kube_standin.requests if r.method == "PATCH"]
+    assert kinds == ["storageclasses", "jobs", "configmaps"]
+    assert kube_standin.objects[("StorageClass", None, "fast")]["parameters"] == {"type": "pd-balanced"}
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "message", "expected"),
+    [
+        (422, "Invalid", 'Job.batch "x" is invalid: spec.template: Required value', "rejected the object as invalid"),
+        (403, "Forbidden", 'jobs.batch is forbidden: User "me" cannot patch', "you are not allowed to do this"),
+        (409, "Conflict", "Apply failed with 1 conflict", "another manager owns these fields"),
+        (500, "InternalError", "etcd\nis sad", "the API server answered 500"),
+    ],
+)
+def test_api_errors_are_one_clear_line(
+    in_repo: git.Repo,
+    kube_standin: KubernetesApiStandin,
+    status: int,
+    reason: str,
+    message: str,
+    expected: str,
+) -> None:
+    kube_standin.fail_next("PATCH", r"/apis/batch/v1/.*", status, reason, message)
+    code, _, err = _submit()
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: cannot apply Job eval-pythia-")
+    assert expected in lines[0]
+    assert " ".join(message.split()) in lines[0]
+    assert "Traceback" not in err
+
+
+def test_a_missing_namespace_is_named(in_repo: git.Repo, kube_standin: KubernetesApiStandin) -> None:
+    code, _, err = _submit("--namespace", "team-x")
+    assert code == 1
+    assert "in namespace team-x: not found" in err
+    assert 'namespaces "team-x" not found' in err
+
+
+def test_bad_credentials_say_to_log_in_again(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(kubeconfig.read_text().replace("standin-token", "wrong"))
+    code, _, err = _submit()
+    assert code == 1
+    assert "did not accept your credentials" in err
+    assert "invoke authenticate-kubectl" in err
+
+
+def test_an_unreachable_server_is_one_line(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin, tmp_path: Path
+) -> None:
+    kube_standin.close()
+    code, _, err = _submit()
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1
+    assert "the Kubernetes API server is unreachable" in err
+
+
+def test_no_kubeconfig_is_one_line(in_repo: git.Repo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    code, _, err = _submit()
+    assert code == 1
+    assert err.strip().count("\n") == 0
+    assert "invoke authenticate-kubectl" in err
+
+
+def test_an_edited_job_spec_is_checked_again(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin, tmp_path: Path
+) -> None:
+    spec = tmp_path / "spec.yml"
+    parsed = run_cli("jobs", "evaluation", "parse-job", CONFIG, SPECS, str(spec), "--job-name", "eval-edited")
+    assert parsed.exit_code == 0, parsed.stderr
+    spec.write_text(spec.read_text().replace("restartPolicy: Never", "restartPolicy: Always"))
+    result = run_cli("jobs", "evaluation", "submit-job", "--job-spec-path", str(spec))
+    assert result.exit_code == 2
+    assert "restartPolicy" in result.stderr
+    assert kube_standin.requests == []
+
+
+def test_a_job_spec_stamped_with_another_version_is_refused(in_repo: git.Repo, tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yml"
+    run_cli("jobs", "evaluation", "parse-job", CONFIG, SPECS, str(spec), "--config-version", "abc123")
+    result = run_cli("jobs", "evaluation", "submit-job", "--job-spec-path", str(spec), "--config-version", "def456")
+    assert result.exit_code == 2
+    assert "was rendered from config version 'abc123'" in result.stderr
+
+
+def test_submit_job_needs_one_source() -> None:
+    result = run_cli("jobs", "evaluation", "submit-job")
+    assert result.exit_code == 2
+    assert "give either --job-spec-path" in result.stderr
+
+
+def test_list_status_and_delete_only_touch_cajajejo_jobs(in_repo: git.Repo, kube_standin: KubernetesApiStandin) -> None:
+    code, out, err = _submit()
+    assert code == 0, err
+    name = _job_name(out)
+    kube_standin.put(
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "someone-else", "namespace": "default"}}
+    )
+    kube_standin.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"{name}-x1", "namespace": "default", "labels": {"cajajejo/job-name": name}},
+            "status": {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "eval",
+                        "image": "registry.example.com/ml-platform/evaluation:10abfb1bf8a0",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"waiting": {"reason": "ImagePullBackOff"}},
+                    }
+                ],
+            },
+        }
+    )
+
+    listed = run_cli("jobs", "list")
+    assert listed.exit_code == 0, listed.stderr
+    assert name in listed.stdout
+    assert "someone-else" not in listed.stdout
+    assert kube_standin.requests[-1].query["labelSelector"] == "app.kubernetes.io/managed-by=cajajejo"
+
+    status = run_cli("jobs", "status", name)
+    assert status.exit_code == 0, status.stderr
+    assert f"job {name} in default: running" in status.stdout
+    assert "Pending (eval: ImagePullBackOff)" in status.stdout
+
+    refused = run_cli("jobs", "delete", "someone-else", "--yes")
+    assert refused.exit_code == 1
+    assert "was not made by cajajejo" in refused.stderr
+    assert ("Job", "default", "someone-else") in kube_standin.objects
+
+    deleted = run_cli("jobs", "delete", name, "--yes")
+    assert deleted.exit_code == 0, deleted.stderr
+    assert deleted.stdout.splitlines() == [f"deleted Job {name}", f"deleted ConfigMap {name}"]
+    delete = next(r for r in kube_standin.requests if r.method == "DELETE")
+    # The client sends it as a query parameter (older clients sent a DeleteOptions body).
+    assert delete.query.get("propagationPolicy") == "Background"
+    assert ("Job", "default", name) not in kube_standin.objects
+    assert ("ConfigMap", "default", name) not in kube_standin.objects
+
+
+def test_job_names_are_checked_before_any_request(kube_standin: KubernetesApiStandin) -> None:
+    result = run_cli("jobs", "status", "Bad/Name")
+    assert result.exit_code == 2
+    assert "JOB_NAME" in result.stderr
+    assert kube_standin.requests == []
