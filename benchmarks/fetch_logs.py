@@ -15,6 +15,7 @@ memory (max RSS) of that process:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -42,11 +43,11 @@ with open(output, "w") as handle:
 """
 
 
-def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+def run_measured(command: list[str], env: dict[str, str], stdout: Path | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one child process, read from wait4."""
-    with tempfile.TemporaryFile() as errors:
+    with tempfile.TemporaryFile() as errors, open(stdout or os.devnull, "wb") as output:
         started = time.perf_counter()
-        child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        child = subprocess.Popen(command, env=env, stdout=output, stderr=errors)
         _, status, usage = os.wait4(child.pid, 0)
         elapsed = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)
@@ -106,7 +107,12 @@ def main() -> None:
                     "--limit",
                     str(args.entries),
                 ]
-                results["gcloud logging read"] = run_measured(command, gcloud_env)
+                gcloud_output = Path(folder) / "gcloud.json"
+                results["gcloud logging read"] = run_measured(command, gcloud_env, stdout=gcloud_output)
+                with gcloud_output.open() as handle:
+                    gcloud_count = len(json.load(handle))
+                if gcloud_count != args.entries:
+                    raise SystemExit(f"gcloud fetched {gcloud_count} entries, expected {args.entries}")
     finally:
         standin.stdin.close() if standin.stdin else None
         standin.wait(timeout=30)
