@@ -119,7 +119,9 @@ def test_a_config_version_that_is_not_head_is_refused(in_repo: git.Repo, kube_st
     assert code == 2
     assert "is not the checked-out commit" in err
     assert kube_standin.requests == []
-    code, _, err = _submit("--config-version", in_repo.head.commit.hexsha)
+    code, _, err = _submit("--config-version", in_repo.head.commit.hexsha[:3])  # too short to name a commit
+    assert code == 2
+    code, _, err = _submit("--config-version", in_repo.head.commit.hexsha[:12])
     assert code == 0, err
 
 

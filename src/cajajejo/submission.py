@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from cajajejo.backends.kubernetes import AppliedObject, KubernetesCluster, load_api_client
 from cajajejo.config.loader import load_evaluation_config
 from cajajejo.config.run_specs import load_run_specs
@@ -43,7 +45,7 @@ def render_for_submission(
 ) -> tuple[Plan, tuple[Problem, ...]]:
     """Check the tree, then render the job stamped with its commit; `config_version` must match HEAD."""
     provenance = provenance_for(config, helm_config, allow_dirty=allow_dirty)
-    if config_version is not None and not provenance.config_version.startswith(config_version):
+    if config_version is not None and not _same_commit(provenance.config_version, config_version):
         raise UserInputError(
             Problem(
                 "--config-version",
@@ -65,20 +67,23 @@ def render_for_submission(
     return plan, loaded.warnings
 
 
+def _same_commit(stamped: str, given: str) -> bool:
+    """Whether `given` names the commit `stamped`: the same string, or a prefix of at least 7 characters."""
+    return stamped == given or (len(given) >= 7 and stamped.startswith(given))
+
+
 def load_job_spec(
     path: Path,
     *,
     config_version: str | None = None,
     namespace: str | None = None,
-    kubernetes_version: str | None = None,
 ) -> Plan:
     """A job spec written by `parse-job`, checked again because it may have been edited since."""
     source = str(path)
+    text = read_text_file(path)
     try:
-        documents = [doc for doc in load_documents(read_text_file(path)) if doc is not None]
-    except UserInputError:
-        raise
-    except Exception as exc:  # a YAML error: one line, with the position the parser gives
+        documents = [doc for doc in load_documents(text) if doc is not None]
+    except yaml.YAMLError as exc:  # one line, with the position the parser gives
         raise UserInputError(Problem(source, f"not a YAML job spec: {' '.join(str(exc).split())}")) from None
     jobs = [doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == "Job"]
     if len(jobs) != 1 or not isinstance(jobs[0].get("metadata"), dict):
@@ -89,12 +94,11 @@ def load_job_spec(
         documents = [_in_namespace(doc, namespace) for doc in documents]
     job_namespace = str(jobs[0]["metadata"].get("namespace", "default")) if namespace is None else namespace
     stamped = (jobs[0]["metadata"].get("annotations") or {}).get(f"{LABEL_PREFIX}/config-version")
-    if config_version is not None and not str(stamped or "").startswith(config_version):
+    if config_version is not None and not _same_commit(str(stamped), config_version):
         raise UserInputError(
             Problem(source, f"was rendered from config version {stamped!r}, not {config_version!r}; render it again")
         )
-    options = {"kubernetes_version": kubernetes_version} if kubernetes_version else {}
-    problems = manifest_problems(documents, job_name=job_name, namespace=job_namespace, **options)
+    problems = manifest_problems(documents, job_name=job_name, namespace=job_namespace)
     if problems:
         raise UserInputError([Problem(source, problem) for problem in problems])
     return Plan(job_name, job_namespace, tuple(documents))
