@@ -1,0 +1,132 @@
+"""`cajajejo evaluate [--local]`: one evaluation from config files to an MLflow run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from cajajejo import runtime_contract as contract
+from cajajejo.config.loader import load_evaluation_config
+from cajajejo.config.run_specs import load_run_specs
+from cajajejo.errors import CajajejoError
+from cajajejo.evaluation.helm_run import FailedRun, run_helm
+from cajajejo.evaluation.helm_setup import (
+    ensure_punkt_tab,
+    model_max_length,
+    nltk_environment,
+    write_helm_model_configs,
+)
+from cajajejo.evaluation.inputs import RuntimeInputs, resolve_inputs
+from cajajejo.evaluation.model_fetch import fetch_model
+from cajajejo.evaluation.results import all_metrics
+from cajajejo.evaluation.tracking import EvaluationRecord, helm_params, log_evaluation, run_tags
+
+LOCAL_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    run_id: str
+    tracking_uri: str
+    results_dir: Path
+    failed: tuple[FailedRun, ...]
+    device: str
+
+
+def tracking_uri_for(config_uri: str, *, local: bool, keep_tracking_uri: bool) -> str:
+    """Where results (and, locally, the model) live: the config's URI in a job, a local one with --local."""
+    if not local or keep_tracking_uri:
+        return config_uri
+    return os.environ.get(contract.ENV_MLFLOW_TRACKING_URI) or LOCAL_TRACKING_URI
+
+
+def describe_device() -> str:
+    """The device HELM's Hugging Face client will pick: the first GPU when CUDA works, else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:0 ({torch.cuda.get_device_name(0)})"
+    return "cpu"
+
+
+def evaluate(
+    *,
+    local: bool,
+    config: Path | None = None,
+    helm_config: Path | None = None,
+    scratch_dir: Path | None = None,
+    keep_tracking_uri: bool = False,
+    tracking_uri: str | None = None,
+) -> EvaluationResult:
+    """Fetch, register, run HELM, log to MLflow. `tracking_uri` overrides where MLflow is."""
+    inputs = resolve_inputs(local=local, config=config, helm_config=helm_config, scratch_dir=scratch_dir)
+    loaded = load_evaluation_config(inputs.config_path)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    run_specs = load_run_specs(inputs.helm_config_path)
+    job_config = loaded.config
+    tracking_uri = tracking_uri or tracking_uri_for(
+        job_config.mlflow_config.tracking_uri, local=local, keep_tracking_uri=keep_tracking_uri
+    )
+
+    model = fetch_model(job_config, inputs.scratch_dir, tracking_uri=tracking_uri)
+    helm_home = inputs.scratch_dir / "helm"
+    write_helm_model_configs(helm_home / "prod_env", model, model_max_length(model.model_dir, model.tokenizer_dir))
+    nltk_dir = ensure_punkt_tab(helm_home / "nltk_data")
+    device = describe_device()
+    print(f"evaluating {model.helm_name} ({model.model_dir}) on {device}", file=sys.stderr, flush=True)
+    # Model and tokenizer are local folders now: HELM must not reach for the hub (it would hang offline).
+    env = {**os.environ, **nltk_environment(nltk_dir), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    outcome = run_helm(
+        run_specs=inputs.helm_config_path,
+        suite=job_config.helm.suite,
+        args=job_config.helm.args,
+        output_path=helm_home / "output",
+        local_path=helm_home / "prod_env",
+        env=env,
+    )
+    record = EvaluationRecord(
+        tags=run_tags(
+            job_config,
+            inputs,
+            {
+                "cajajejo.device": device,
+                "cajajejo.failed_run_specs": ",".join(f.name for f in outcome.failed),
+            },
+        ),
+        params=helm_params(job_config, len(run_specs.descriptions), model.helm_name),
+        metrics=all_metrics(outcome.suite_dir, outcome.succeeded),
+        artifacts=_artifacts(inputs, outcome.suite_dir, outcome.log_path),
+        run_name=job_config.tracking_config.run_name or inputs.job_name,
+        experiment_name=job_config.tracking_config.experiment_name,
+        failed=bool(outcome.failed),
+    )
+    run_id = log_evaluation(record, tracking_uri, outcome.suite_dir)
+    return EvaluationResult(run_id, tracking_uri, outcome.suite_dir, tuple(outcome.failed), device)
+
+
+def _artifacts(inputs: RuntimeInputs, suite_dir: Path, log_path: Path) -> tuple[tuple[str, Path], ...]:
+    """The seed's three artifacts (HELM output, eval config, HELM config) plus HELM's log."""
+    return (
+        ("helm_output", suite_dir),
+        ("helm_output", log_path),
+        ("configs", inputs.config_path),
+        ("configs", inputs.helm_config_path),
+    )
+
+
+def report(result: EvaluationResult) -> list[str]:
+    lines = [
+        f"MLflow run {result.run_id} at {result.tracking_uri} (device: {result.device})",
+        f"HELM results: {result.results_dir}",
+    ]
+    if result.tracking_uri.startswith("sqlite:") or "://" not in result.tracking_uri:
+        lines.append(f"look at them: mlflow ui --backend-store-uri {result.tracking_uri}")
+    return lines
+
+
+def check_failures(result: EvaluationResult) -> None:
+    if result.failed:
+        raise CajajejoError("\n".join(str(f) for f in result.failed))

@@ -1,0 +1,150 @@
+"""One MLflow run per evaluation: the seed's tags, the config's tags, HELM settings, metrics, artifacts.
+
+Everything is logged after HELM has finished, in one go, so an MLflow outage never costs an
+evaluation: MLflow's own HTTP retries (with backoff, configured below) ride out short outages, and a
+longer one ends with a message that says where the results are on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from cajajejo import __version__
+from cajajejo.config.evaluation import EvaluationJobConfig
+from cajajejo.errors import CajajejoError
+from cajajejo.evaluation.inputs import RuntimeInputs
+
+# MLflow's HTTP client retries failed requests with exponential backoff; these bound how long.
+MLFLOW_RETRY_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+T = TypeVar("T")
+BATCH = 900  # MLflow accepts at most 1000 metrics per batch request
+MAX_PARAM_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """What goes into the MLflow run, gathered before MLflow is contacted."""
+
+    tags: dict[str, str]
+    params: dict[str, str]
+    metrics: dict[str, float]
+    artifacts: tuple[tuple[str, Path], ...]  # (artifact folder, local file or folder)
+    run_name: str
+    experiment_name: str
+    failed: bool
+
+
+def seed_tags(config: EvaluationJobConfig, inputs: RuntimeInputs) -> dict[str, str]:
+    """The 14 tags of the original tool, under their original names."""
+    artifact = config.model.mlflow_artifact
+    compute = config.compute_config
+    return {
+        "config_git_sha": inputs.config_version,
+        "config_path_git_repo": inputs.config_path_in_repo,
+        "helm_config_path_git_repo": inputs.helm_config_path_in_repo,
+        "image_build_cajajejo_version": __version__,
+        "model_run_id": str(artifact.run_id if artifact else None),
+        "model_artifact_path": str(artifact.artifact_path if artifact else None),
+        "model_gs_uri": str(config.model.gs_uri),
+        "accelerator": str(compute.accelerator),
+        "cpu": compute.cpu,
+        "memory": compute.memory,
+        "helm_args": " ".join(config.helm.args),
+        "image": config.image,
+        "image_tag": str(config.image_tag),
+        "job_name": inputs.job_name,
+    }
+
+
+def user_tags(config: EvaluationJobConfig) -> dict[str, str]:
+    """The config's tags as MLflow tag values: lists joined with commas."""
+    tags = {}
+    for key, value in config.tracking_config.tags.items():
+        items = value if isinstance(value, list) else [value]
+        tags[key] = ",".join(str(item).lower() if isinstance(item, bool) else str(item) for item in items)
+    return tags
+
+
+def helm_params(config: EvaluationJobConfig, run_spec_count: int, helm_name: str) -> dict[str, str]:
+    """HELM settings as params: the suite, each `--option value` of helm.args, and the model name."""
+    params = {"helm.suite": config.helm.suite, "helm.run_specs": str(run_spec_count), "helm.model": helm_name}
+    args = list(config.helm.args)
+    for index, arg in enumerate(args):
+        if not arg.startswith("--"):
+            continue
+        option, has_value, value = arg[2:].partition("=")
+        if not has_value:
+            following = args[index + 1] if index + 1 < len(args) else None
+            value = following if following is not None and not following.startswith("--") else "true"
+        params[f"helm.{option.replace('-', '_')}"] = value[:MAX_PARAM_LENGTH]
+    return params
+
+
+def log_evaluation(record: EvaluationRecord, tracking_uri: str, results_dir: Path) -> str:
+    """Create the run and log everything; returns the run id."""
+    for name, value in MLFLOW_RETRY_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    from mlflow.entities import Metric, Param
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        experiment = client.get_experiment_by_name(record.experiment_name)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(record.experiment_name)
+        run = client.create_run(experiment_id, run_name=record.run_name, tags=record.tags)
+        run_id = run.info.run_id
+        params = [Param(k, v) for k, v in record.params.items()]
+        client.log_batch(run_id, params=params)
+        timestamp = int(run.info.start_time)
+        metrics = [Metric(k, v, timestamp, 0) for k, v in sorted(record.metrics.items())]
+        for chunk in _chunks(metrics, BATCH):
+            client.log_batch(run_id, metrics=chunk)
+        for folder, path in record.artifacts:
+            if path.is_dir():
+                client.log_artifacts(run_id, str(path), folder)
+            else:
+                client.log_artifact(run_id, str(path), folder)
+        client.set_terminated(run_id, "FAILED" if record.failed else "FINISHED")
+    except (MlflowException, OSError) as exc:
+        raise CajajejoError(
+            f"could not log to MLflow at {tracking_uri} ({_short(exc)}); "
+            f"the evaluation itself finished and its results are in {results_dir}"
+        ) from exc
+    except Exception as exc:  # requests' connection errors arrive wrapped in various types
+        if type(exc).__module__.startswith(("requests", "urllib3")):
+            raise CajajejoError(
+                f"MLflow at {tracking_uri} is unreachable ({_short(exc)}); "
+                f"the evaluation itself finished and its results are in {results_dir}"
+            ) from exc
+        raise
+    return str(run_id)
+
+
+def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(getattr(exc, "message", None) or exc).split())
+    return text[:300]
+
+
+def run_tags(config: EvaluationJobConfig, inputs: RuntimeInputs, extra: Mapping[str, str]) -> dict[str, str]:
+    """All tags of the run: the config's, then cajajejo's (which the config may not override)."""
+    sha = inputs.config_version.removesuffix("-dirty")
+    tags = {**user_tags(config), **seed_tags(config, inputs), **extra}
+    if len(sha) == 40:
+        tags["mlflow.source.git.commit"] = sha
+    if config.tracking_config.description:
+        tags["mlflow.note.content"] = config.tracking_config.description
+    return tags
