@@ -161,3 +161,18 @@ def test_examples_render_from_another_working_directory(tmp_path: Path, monkeypa
     monkeypatch.chdir(tmp_path)
     assert run_cli(*PARSE_JOB, "c.yml", "r.conf", "out.yml").exit_code == 0
     assert (tmp_path / "out.yml").is_file()
+
+
+def test_the_container_entry_point_offers_evaluate_and_test() -> None:
+    import subprocess
+    import sys
+
+    from tests.support import EXAMPLES
+
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "cli.py"), "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    commands = result.stdout.split("Commands:")[1].split()
+    assert "evaluate" in commands
+    assert "test" in commands

@@ -235,7 +235,7 @@ class TrackingConfig(StrictModel):
         for key in tags:
             if not _MLFLOW_TAG_KEY.fullmatch(key):
                 raise ValueError(f"tag name {key!r}: MLflow allows letters, digits, '_', '-', '.', '/' and spaces")
-            if key in runtime_contract.RESERVED_TAGS or key.startswith("mlflow."):
+            if key in runtime_contract.RESERVED_TAGS or key.startswith(("mlflow.", "cajajejo.")):
                 raise ValueError(f"tag name {key!r} is set by cajajejo itself; choose another name")
         return tags
 

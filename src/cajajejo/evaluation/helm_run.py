@@ -19,6 +19,7 @@ from pathlib import Path
 from cajajejo.errors import CajajejoError
 
 _ERROR_START = re.compile(r"Error when running (?P<name>.+?):\s*$")
+_LOG_RECORD = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")  # HELM's log lines start with a timestamp
 _NETWORK_SIGNS = (
     "URLError",
     "Name or service not known",
@@ -130,8 +131,12 @@ def failed_runs(log_text: str) -> list[FailedRun]:
         if match:
             current = failures.setdefault(match["name"], [])
             continue
-        if current is not None:
-            current.append(line)
+        if current is None:
+            continue
+        if _LOG_RECORD.match(line) and any(not _LOG_RECORD.match(seen) for seen in current):
+            current = None  # HELM's logging resumed: the traceback of this failure is over
+            continue
+        current.append(line)
     listed = re.search(r"Failed runs: \[(.*)\]\s*$", log_text, re.MULTILINE)
     names = list(failures)
     if listed:
@@ -143,7 +148,14 @@ def failed_runs(log_text: str) -> list[FailedRun]:
 
 def _reason(traceback_lines: list[str]) -> str:
     text = "\n".join(traceback_lines)
-    last = next((ln.strip() for ln in reversed(traceback_lines) if re.match(r"\s*[\w.]+(Error|Exception)\b", ln)), "")
+    last = next(
+        (
+            line.strip()
+            for line in reversed(traceback_lines)
+            if re.match(r"\s*[\w.]+(Error|Exception)\b", line) and "Failed runs:" not in line
+        ),
+        "",
+    )
     if any(sign in text for sign in _NETWORK_SIGNS):
         return f"it needs a download that is not reachable from here ({last or 'network error'})"
     return last or "see the HELM log"

@@ -95,7 +95,7 @@ def build_tiny_model(target: Path, *, seed: int = 0, vocab_size: int = 600) -> P
         show_progress=False,
     )
     tokenizer.train_from_iterator(itertools.chain(_corpus(2000, rng), _WORDS), trainer=trainer)
-    wrapped = PreTrainedTokenizerFast(
+    wrapped = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tokenizer,
         bos_token=END_OF_TEXT,
         eos_token=END_OF_TEXT,
