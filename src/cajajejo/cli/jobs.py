@@ -1,9 +1,4 @@
-"""The `cajajejo` command line.
-
-Start-up stays fast: this module imports only click; each command imports what it needs when it runs.
-Every user mistake prints `error: where: what to do` (one line per problem) and exits 2; other
-failures exit 1; a traceback appears only with `--trace`.
-"""
+"""`cajajejo jobs ...`: job configs, the manifests made from them, and the jobs on the cluster."""
 
 from __future__ import annotations
 
@@ -13,36 +8,7 @@ from typing import Any
 
 import click
 
-from cajajejo import __version__
-from cajajejo.errors import EXIT_FAILURE, CajajejoError, Problem
-
-
-class _ErrorReportingGroup(click.Group):
-    """Turns CajajejoErrors (and unexpected ones) into short messages unless --trace was given."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except CajajejoError as exc:
-            if ctx.params.get("trace"):
-                raise
-            for line in str(exc).splitlines():
-                click.echo(f"error: {line}" if not line.startswith("  ") else line, err=True)
-            ctx.exit(exc.exit_code)
-        except Exception as exc:
-            if ctx.params.get("trace"):
-                raise
-            click.echo(f"error: internal error: {type(exc).__name__}: {exc} (run with --trace for details)", err=True)
-            ctx.exit(EXIT_FAILURE)
-
-
-@click.group(cls=_ErrorReportingGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--trace", is_flag=True, help="Show full tracebacks instead of one-line errors.")
-@click.version_option(__version__, prog_name="cajajejo")
-def cli(trace: bool) -> None:
-    """Render, check and run ML jobs (HELM evaluations first) on Kubernetes, reproducibly."""
+from cajajejo.cli.root import cli, warn
 
 
 @cli.group()
@@ -53,11 +19,6 @@ def jobs() -> None:
 @jobs.group()
 def evaluation() -> None:
     """HELM evaluation jobs."""
-
-
-def _warn(problems: tuple[Problem, ...]) -> None:
-    for problem in problems:
-        click.echo(f"warning: {problem}", err=True)
 
 
 @evaluation.command("validate-config")
@@ -71,7 +32,7 @@ def validate_config(config: Path, helm_config: Path | None) -> None:
     from cajajejo.config.run_specs import load_run_specs
 
     loaded = load_evaluation_config(config)
-    _warn(loaded.warnings)
+    warn(loaded.warnings)
     if helm_config is not None:
         load_run_specs(helm_config)
     click.echo(f"{config}: valid evaluation job config (version {loaded.config.version})")
@@ -124,7 +85,7 @@ def parse_job(
     settings = load_settings()
     loaded = load_evaluation_config(config)
     run_specs = load_run_specs(helm_config)
-    _warn(loaded.warnings)
+    warn(loaded.warnings)
     plan = render_evaluation_plan(
         loaded,
         run_specs,
@@ -203,12 +164,12 @@ def submit_job(
             dry_run=dry_run,
             config_version=config_version,
         )
-    _warn(result.warnings)
+    warn(result.warnings)
     for line in submission.describe(result):
         click.echo(line)
 
 
-_NAMESPACE_OPTION = click.option("--namespace", help="Namespace of the job (default: the namespace setting).")
+NAMESPACE_OPTION = click.option("--namespace", help="Namespace of the job (default: the namespace setting).")
 
 
 def _cluster_and_namespace(namespace: str | None) -> tuple[Any, str]:
@@ -222,7 +183,7 @@ def _cluster_and_namespace(namespace: str | None) -> tuple[Any, str]:
 
 
 @jobs.command("list")
-@_NAMESPACE_OPTION
+@NAMESPACE_OPTION
 def list_jobs(namespace: str | None) -> None:
     """List the jobs cajajejo made in a namespace, newest first."""
     cluster, namespace = _cluster_and_namespace(namespace)
@@ -237,7 +198,7 @@ def list_jobs(namespace: str | None) -> None:
 
 @jobs.command("status")
 @click.argument("job_name")
-@_NAMESPACE_OPTION
+@NAMESPACE_OPTION
 def job_status(job_name: str, namespace: str | None) -> None:
     """Show the state of JOB_NAME and of its pods."""
     from cajajejo.render.names import check_dns_label
@@ -253,7 +214,7 @@ def job_status(job_name: str, namespace: str | None) -> None:
 
 @jobs.command("delete")
 @click.argument("job_name")
-@_NAMESPACE_OPTION
+@NAMESPACE_OPTION
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def delete_job(job_name: str, namespace: str | None, yes: bool) -> None:
     """Delete JOB_NAME, its pods and its ConfigMap (only jobs that cajajejo made)."""
@@ -265,172 +226,3 @@ def delete_job(job_name: str, namespace: str | None, yes: bool) -> None:
         click.confirm(f"delete job {job_name} in namespace {namespace}, its pods and its ConfigMap?", abort=True)
     for item in cluster.delete_job(job_name, namespace):
         click.echo(f"deleted {item}")
-
-
-@cli.command("logs")
-@click.argument("job_name")
-@_NAMESPACE_OPTION
-@click.option(
-    "--shift-unit",
-    type=click.Choice(["days", "hours", "minutes"]),
-    default="days",
-    show_default=True,
-    help="Unit of --shift-amount.",
-)
-@click.option(
-    "--shift-amount",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Read entries from this far back.",
-)
-@click.option(
-    "--output-path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Also write the entries here: .jsonl for JSON Lines, .json for a JSON array.",
-)
-@click.option("--follow", "-f", is_flag=True, help="Keep polling for new entries until Ctrl-C.")
-@click.option("--quiet", "-q", is_flag=True, help="Do not print entries (with --output-path).")
-def logs(
-    job_name: str,
-    namespace: str | None,
-    shift_unit: str,
-    shift_amount: int,
-    output_path: Path | None,
-    follow: bool,
-    quiet: bool,
-) -> None:
-    """Print the container logs of JOB_NAME from Google Cloud Logging, oldest first."""
-    from cajajejo.log_output import fetch_job_logs
-    from cajajejo.settings import load_settings
-
-    try:
-        summary = fetch_job_logs(
-            job_name,
-            settings=load_settings(),
-            namespace=namespace,
-            shift_unit=shift_unit,
-            shift_amount=shift_amount,
-            output_path=output_path,
-            follow=follow,
-            quiet=quiet,
-        )
-    except KeyboardInterrupt:
-        if not follow:
-            raise
-        return
-    span = f" from {summary.first} to {summary.last}" if summary.count else ""
-    click.echo(f"{summary.count:,} entries{span}" + (f"; wrote {output_path}" if output_path else ""), err=True)
-
-
-@cli.command("evaluate")
-@click.option("--local", is_flag=True, help="Run outside a job: stamps from local git, MLflow local.")
-@click.option(
-    "--config", type=click.Path(path_type=Path, dir_okay=False), help="Job config (default: in the config dir)."
-)
-@click.option(
-    "--helm-config",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="HELM run specs (default: in the config dir).",
-)
-@click.option("--scratch-dir", type=click.Path(path_type=Path, file_okay=False), help="Where the model and results go.")
-@click.option(
-    "--keep-tracking-uri", is_flag=True, help="With --local: log to the config's MLflow instead of a local one."
-)
-def evaluate_command(
-    local: bool, config: Path | None, helm_config: Path | None, scratch_dir: Path | None, keep_tracking_uri: bool
-) -> None:
-    """Run the evaluation: fetch the model, run HELM, log results, tags and artifacts to MLflow.
-
-    In a job, the inputs come from /etc/configs ($CAJAJEJO_CONFIG_DIR), /scratch ($CAJAJEJO_SCRATCH_DIR)
-    and the CONFIG_VERSION, CONFIG_PATH_GIT_REPO, HELM_CONFIG_PATH_GIT_REPO and JOB_NAME variables.
-    """
-    from cajajejo.evaluation.runner import check_failures, evaluate, report
-
-    result = evaluate(
-        local=local,
-        config=config,
-        helm_config=helm_config,
-        scratch_dir=scratch_dir,
-        keep_tracking_uri=keep_tracking_uri,
-    )
-    for line in report(result):
-        click.echo(line)
-    check_failures(result)
-
-
-@cli.command("quickstart")
-@click.option(
-    "--workdir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path(".tmp/quickstart"),
-    show_default=True,
-    help="Where the tiny model, the local MLflow and the results go.",
-)
-@click.option(
-    "--config",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("jobs/evaluation/debug.job_config.yml"),
-    show_default=True,
-    help="The debug job config to start from.",
-)
-@click.option(
-    "--helm-config",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("jobs/evaluation/app/debug.conf"),
-    show_default=True,
-    help="HELM run specs that need no network.",
-)
-def quickstart_command(workdir: Path, config: Path, helm_config: Path) -> None:
-    """Evaluate a tiny local model end to end: local MLflow, HELM's offline scenarios, no GPU, no network."""
-    from cajajejo.evaluation.quickstart import quickstart
-    from cajajejo.evaluation.runner import check_failures, report
-
-    result = quickstart(workdir, config, helm_config)
-    for line in report(result):
-        click.echo(line)
-    check_failures(result)
-
-
-@cli.group("models")
-def models() -> None:
-    """Models that jobs evaluate."""
-
-
-@models.command("download")
-@click.option("--config", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Job config.")
-@click.option(
-    "--scratch-dir", type=click.Path(path_type=Path, file_okay=False), required=True, help="Where to put the model."
-)
-def download_model(config: Path, scratch_dir: Path) -> None:
-    """Fetch the config's model (MLflow artifact or gs:// folder) into SCRATCH_DIR, unless it is there."""
-    from cajajejo.config.loader import load_evaluation_config
-    from cajajejo.evaluation.model_fetch import fetch_model
-
-    loaded = load_evaluation_config(config)
-    files = fetch_model(loaded.config, scratch_dir)
-    click.echo(f"model {files.helm_name} in {files.model_dir} (tokenizer {files.tokenizer_dir})")
-
-
-@cli.group("config")
-def config_group() -> None:
-    """cajajejo's own settings."""
-
-
-@config_group.command("show")
-def config_show() -> None:
-    """Print every setting, its effective value and where that value came from."""
-    from cajajejo.settings import SPECS, load_settings
-
-    settings = load_settings()
-    for spec in SPECS:
-        value = settings.get(spec.name)
-        click.echo(f"{spec.name:<16} {value if value is not None else '(unset)':<45} {settings.source_of(spec.name)}")
-
-
-def main(argv: list[str] | None = None) -> None:
-    cli.main(args=argv, prog_name="cajajejo")
-
-
-if __name__ == "__main__":
-    main()

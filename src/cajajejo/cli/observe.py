@@ -1,0 +1,82 @@
+"""`cajajejo logs` and `cajajejo config show`: what a job printed, and which settings are in effect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cajajejo.cli.jobs import NAMESPACE_OPTION
+from cajajejo.cli.root import cli
+
+
+@cli.command("logs")
+@click.argument("job_name")
+@NAMESPACE_OPTION
+@click.option(
+    "--shift-unit",
+    type=click.Choice(["days", "hours", "minutes"]),
+    default="days",
+    show_default=True,
+    help="Unit of --shift-amount.",
+)
+@click.option(
+    "--shift-amount",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Read entries from this far back.",
+)
+@click.option(
+    "--output-path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the entries here: .jsonl for JSON Lines, .json for a JSON array.",
+)
+@click.option("--follow", "-f", is_flag=True, help="Keep polling for new entries until Ctrl-C.")
+@click.option("--quiet", "-q", is_flag=True, help="Do not print entries (with --output-path).")
+def logs(
+    job_name: str,
+    namespace: str | None,
+    shift_unit: str,
+    shift_amount: int,
+    output_path: Path | None,
+    follow: bool,
+    quiet: bool,
+) -> None:
+    """Print the container logs of JOB_NAME from Google Cloud Logging, oldest first."""
+    from cajajejo.log_output import fetch_job_logs
+    from cajajejo.settings import load_settings
+
+    try:
+        summary = fetch_job_logs(
+            job_name,
+            settings=load_settings(),
+            namespace=namespace,
+            shift_unit=shift_unit,
+            shift_amount=shift_amount,
+            output_path=output_path,
+            follow=follow,
+            quiet=quiet,
+        )
+    except KeyboardInterrupt:
+        if not follow:
+            raise
+        return
+    span = f" from {summary.first} to {summary.last}" if summary.count else ""
+    click.echo(f"{summary.count:,} entries{span}" + (f"; wrote {output_path}" if output_path else ""), err=True)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """cajajejo's own settings."""
+
+
+@config_group.command("show")
+def config_show() -> None:
+    """Print every setting, its effective value and where that value came from."""
+    from cajajejo.settings import SPECS, load_settings
+
+    settings = load_settings()
+    for spec in SPECS:
+        value = settings.get(spec.name)
+        click.echo(f"{spec.name:<16} {value if value is not None else '(unset)':<45} {settings.source_of(spec.name)}")

@@ -1,0 +1,98 @@
+"""`cajajejo evaluate`, `quickstart` and `models download`: what runs inside the evaluation job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cajajejo.cli.root import cli
+
+
+@cli.command("evaluate")
+@click.option("--local", is_flag=True, help="Run outside a job: stamps from local git, MLflow local.")
+@click.option(
+    "--config", type=click.Path(path_type=Path, dir_okay=False), help="Job config (default: in the config dir)."
+)
+@click.option(
+    "--helm-config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="HELM run specs (default: in the config dir).",
+)
+@click.option("--scratch-dir", type=click.Path(path_type=Path, file_okay=False), help="Where the model and results go.")
+@click.option(
+    "--keep-tracking-uri", is_flag=True, help="With --local: log to the config's MLflow instead of a local one."
+)
+def evaluate_command(
+    local: bool, config: Path | None, helm_config: Path | None, scratch_dir: Path | None, keep_tracking_uri: bool
+) -> None:
+    """Run the evaluation: fetch the model, run HELM, log results, tags and artifacts to MLflow.
+
+    In a job, the inputs come from /etc/configs ($CAJAJEJO_CONFIG_DIR), /scratch ($CAJAJEJO_SCRATCH_DIR)
+    and the CONFIG_VERSION, CONFIG_PATH_GIT_REPO, HELM_CONFIG_PATH_GIT_REPO and JOB_NAME variables.
+    """
+    from cajajejo.evaluation.runner import check_failures, evaluate, report
+
+    result = evaluate(
+        local=local,
+        config=config,
+        helm_config=helm_config,
+        scratch_dir=scratch_dir,
+        keep_tracking_uri=keep_tracking_uri,
+    )
+    for line in report(result):
+        click.echo(line)
+    check_failures(result)
+
+
+@cli.command("quickstart")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".tmp/quickstart"),
+    show_default=True,
+    help="Where the tiny model, the local MLflow and the results go.",
+)
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("jobs/evaluation/debug.job_config.yml"),
+    show_default=True,
+    help="The debug job config to start from.",
+)
+@click.option(
+    "--helm-config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("jobs/evaluation/app/debug.conf"),
+    show_default=True,
+    help="HELM run specs that need no network.",
+)
+def quickstart_command(workdir: Path, config: Path, helm_config: Path) -> None:
+    """Evaluate a tiny local model end to end: local MLflow, HELM's offline scenarios, no GPU, no network."""
+    from cajajejo.evaluation.quickstart import quickstart
+    from cajajejo.evaluation.runner import check_failures, report
+
+    result = quickstart(workdir, config, helm_config)
+    for line in report(result):
+        click.echo(line)
+    check_failures(result)
+
+
+@cli.group("models")
+def models() -> None:
+    """Models that jobs evaluate."""
+
+
+@models.command("download")
+@click.option("--config", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Job config.")
+@click.option(
+    "--scratch-dir", type=click.Path(path_type=Path, file_okay=False), required=True, help="Where to put the model."
+)
+def download_model(config: Path, scratch_dir: Path) -> None:
+    """Fetch the config's model (MLflow artifact or gs:// folder) into SCRATCH_DIR, unless it is there."""
+    from cajajejo.config.loader import load_evaluation_config
+    from cajajejo.evaluation.model_fetch import fetch_model
+
+    loaded = load_evaluation_config(config)
+    files = fetch_model(loaded.config, scratch_dir)
+    click.echo(f"model {files.helm_name} in {files.model_dir} (tokenizer {files.tokenizer_dir})")
