@@ -94,6 +94,21 @@ def test_an_unknown_run_is_a_clear_error(mlflow_server: MlflowServer, tmp_path: 
         fetch_model(config, tmp_path, tracking_uri=mlflow_server.uri)
 
 
+def test_an_unreachable_tokenizer_hf_repo_says_what_to_do(
+    mlflow_server: MlflowServer, model_run_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on a machine without network, without waiting for timeouts
+    data = yaml.safe_load(DEBUG_EXAMPLE.read_text())
+    data["model_config"]["mlflow_artifact"].update(run_id=model_run_id, tokenizer_hf_repo="EleutherAI/pythia-70m")
+    config = EvaluationJobConfig.model_validate(data)
+    with pytest.raises(ModelFetchError) as caught:
+        fetch_model(config, tmp_path, tracking_uri=mlflow_server.uri)
+    message = str(caught.value)
+    assert message.startswith("tokenizer_hf_repo 'EleutherAI/pythia-70m' cannot be fetched from the Hugging Face hub")
+    assert "set tokenizer_directory instead" in message
+    assert "\n" not in message
+
+
 def test_helm_configs_register_the_model_for_offline_use(tiny_model: Path, tmp_path: Path) -> None:
     config = _config(DEBUG_EXAMPLE)
     files = model_files(config, tiny_model.parent / "unused")

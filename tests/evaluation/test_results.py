@@ -49,8 +49,8 @@ def test_stats_without_a_mean_are_skipped(tmp_path: Path) -> None:
 def test_summary_tables_give_their_numeric_cells(tmp_path: Path) -> None:
     table = {
         "title": "Accuracy",
-        "header": [{"value": "Model"}, {"value": "EM"}, {"value": "Note"}],
-        "rows": [[{"value": "huggingface/model"}, {"value": 0.25}, {"value": "text"}]],
+        "header": [{"value": "Model"}, {"value": "EM"}, {"value": "Note"}, {"value": "# instances"}],
+        "rows": [[{"value": "huggingface/model"}, {"value": 0.25}, {"value": "text"}, {"value": 5}]],
     }
     (tmp_path / "groups").mkdir()
     (tmp_path / "groups" / "core.json").write_text(json.dumps([table]))

@@ -58,6 +58,8 @@ def _table_metrics(table: dict[str, Any]) -> dict[str, float]:
             continue
         row_name = str(row[0].get("value", ""))
         for header, cell in zip(headers[1:], row[1:], strict=False):
+            if header.startswith("#"):  # counts of instances, tokens, models: descriptions, not results
+                continue
             value = cell.get("value")
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
                 metrics[metric_name("summary", str(table.get("title", "")), row_name, header)] = float(value)
