@@ -28,6 +28,12 @@ class Problem:
         return f"{where}: {self.message}"
 
 
+def one_line(value: object, limit: int = 500) -> str:
+    """`value` as text on one line (a library's multi-line message inside our one-line errors)."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class CajajejoError(Exception):
     """Base class: an error whose text is meant for the user, not a traceback."""
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cajajejo.errors import CajajejoError, Problem, UserInputError
+from cajajejo.errors import CajajejoError, Problem, UserInputError, one_line
 from cajajejo.kube import dns1123_label_problem
 
 if TYPE_CHECKING:
@@ -226,7 +226,7 @@ def _list_page(client: Client, filter_: str, page_size: int, page_token: str | N
 def _describe(exc: BaseException) -> str:
     code = getattr(exc, "code", None)
     message = getattr(exc, "message", None) or str(exc)
-    text = " ".join(str(message).split())
+    text = one_line(message)
     return f"{int(code)} {text}" if isinstance(code, int) else text
 
 

@@ -16,7 +16,7 @@ from cajajejo.backends.kubernetes import AppliedObject, KubernetesCluster, load_
 from cajajejo.config.loader import load_evaluation_config
 from cajajejo.config.run_specs import load_run_specs
 from cajajejo.config.source import read_text_file
-from cajajejo.errors import Problem, UserInputError
+from cajajejo.errors import Problem, UserInputError, one_line
 from cajajejo.files import write_text_atomically
 from cajajejo.provenance import provenance_for
 from cajajejo.render.names import check_dns_label
@@ -84,7 +84,7 @@ def load_job_spec(
     try:
         documents = [doc for doc in load_documents(text) if doc is not None]
     except yaml.YAMLError as exc:  # one line, with the position the parser gives
-        raise UserInputError(Problem(source, f"not a YAML job spec: {' '.join(str(exc).split())}")) from None
+        raise UserInputError(Problem(source, f"not a YAML job spec: {one_line(exc)}")) from None
     jobs = [doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == "Job"]
     if len(jobs) != 1 or not isinstance(jobs[0].get("metadata"), dict):
         raise UserInputError(Problem(source, f"a job spec holds exactly one Job; this one holds {len(jobs)}"))

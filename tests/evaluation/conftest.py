@@ -26,7 +26,7 @@ from tests.support import DEBUG_EXAMPLE, DEBUG_RUN_SPECS
 NETWORK_RUN_SPEC = '{description: "boolq:model=huggingface/model,data_augmentation=canonical", priority: 2}'
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -48,7 +48,7 @@ class MlflowServer:
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     folder = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = free_port()
     command = [
         _require("mlflow"),
         "server",

@@ -13,7 +13,7 @@ import yaml
 from cajajejo.config.evaluation import EvaluationJobConfig
 from cajajejo.evaluation.helm_setup import model_max_length, write_helm_model_configs
 from cajajejo.evaluation.model_fetch import DONE_MARKER, ModelFetchError, fetch_model, model_files
-from tests.evaluation.conftest import MlflowServer, _free_port
+from tests.evaluation.conftest import MlflowServer, free_port
 from tests.support import DEBUG_EXAMPLE, GCS_EXAMPLE
 
 
@@ -35,7 +35,7 @@ def _digest(folder: Path) -> dict[str, str]:
 def gcs_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     from gcp_storage_emulator.server import create_server
 
-    port = _free_port()
+    port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True)
     server.start()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cajajejo.errors import CajajejoError
+from cajajejo.errors import CajajejoError, one_line
 from cajajejo.render.plan import LABEL_JOB_NAME, LABEL_MANAGED_BY, LABEL_PREFIX
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def load_api_client(context: str | None = None) -> ApiClient:
         )
         return api_client
     except config.ConfigException as exc:
-        raise ClusterError(f"no usable Kubernetes configuration ({_one_line(str(exc))}); {_LOGIN_HINT}") from None
+        raise ClusterError(f"no usable Kubernetes configuration ({one_line(exc)}); {_LOGIN_HINT}") from None
     except FileNotFoundError:
         raise ClusterError(f"no kubeconfig at {config_file}; {_LOGIN_HINT}") from None
 
@@ -238,7 +238,7 @@ def _api_errors(action: str, namespace: str | None) -> Iterator[None]:
         raise ClusterError(f"cannot {action}{where}: {hint}: {message}") from exc
     except HTTPError as exc:
         raise ClusterError(
-            f"cannot {action}{where}: the Kubernetes API server is unreachable ({_one_line(str(exc))}); "
+            f"cannot {action}{where}: the Kubernetes API server is unreachable ({one_line(exc)}); "
             "check the network and `kubectl cluster-info`"
         ) from exc
 
@@ -249,8 +249,4 @@ def _status_message(exc: Any) -> str:
         message = status.get("message") or exc.reason
     except (ValueError, AttributeError):
         message = exc.reason or "no details"
-    return _one_line(str(message))
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return one_line(message)

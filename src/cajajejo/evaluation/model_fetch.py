@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cajajejo.config.evaluation import EvaluationJobConfig, MlflowArtifact
-from cajajejo.errors import CajajejoError
+from cajajejo.errors import CajajejoError, one_line
 
 DONE_MARKER = ".cajajejo-download-complete"
 HUB_TOKENIZER_DIR = "hub-tokenizer"  # where tokenizer_hf_repo is saved, so HELM itself runs offline
@@ -78,7 +78,7 @@ def _save_hub_tokenizer(repo: str, target: Path) -> None:
     except (OSError, ValueError) as exc:
         raise ModelFetchError(
             f"tokenizer_hf_repo {repo!r} cannot be fetched from the Hugging Face hub "
-            f"({' '.join(str(exc).split())[:200]}); "
+            f"({one_line(exc, 200)}); "
             "without network, put the tokenizer in the MLflow artifact and set tokenizer_directory instead"
         ) from exc
     tokenizer.save_pretrained(str(target))
@@ -99,7 +99,7 @@ def _download_mlflow(artifact: MlflowArtifact, scratch: Path, tracking_uri: str)
     except MlflowException as exc:
         raise ModelFetchError(
             f"cannot download artifact {artifact.artifact_path!r} of MLflow run {artifact.run_id} "
-            f"from {tracking_uri}: {' '.join(str(exc.message).split())}"
+            f"from {tracking_uri}: {one_line(exc.message)}"
         ) from exc
     if Path(downloaded).resolve() != root.resolve():
         raise ModelFetchError(f"MLflow put the artifact at {downloaded}, expected {root}")
@@ -131,7 +131,7 @@ def download_gcs_folder(uri: str, target: Path, *, threads: int = GCS_DOWNLOAD_T
     try:
         blobs = [b for b in client.list_blobs(bucket_name, prefix=prefix) if not b.name.endswith("/")]
     except exceptions.GoogleAPICallError as exc:
-        raise ModelFetchError(f"cannot list {uri}: {' '.join(str(exc).split())}") from exc
+        raise ModelFetchError(f"cannot list {uri}: {one_line(exc)}") from exc
     if not blobs:
         raise ModelFetchError(f"nothing found under {uri}; check model_config.gs_uri")
 
@@ -147,6 +147,6 @@ def download_gcs_folder(uri: str, target: Path, *, threads: int = GCS_DOWNLOAD_T
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(download, blobs))
     except exceptions.GoogleAPICallError as exc:
-        raise ModelFetchError(f"cannot download from {uri}: {' '.join(str(exc).split())}") from exc
+        raise ModelFetchError(f"cannot download from {uri}: {one_line(exc)}") from exc
     (target / DONE_MARKER).write_text(f"{uri}\n")
     return len(blobs)

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from cajajejo import __version__
 from cajajejo.config.evaluation import EvaluationJobConfig
-from cajajejo.errors import CajajejoError
+from cajajejo.errors import CajajejoError, one_line
 from cajajejo.evaluation.inputs import RuntimeInputs
 
 # MLflow's HTTP client retries failed requests with exponential backoff; these bound how long.
@@ -135,8 +135,7 @@ def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
 
 
 def _short(exc: BaseException) -> str:
-    text = " ".join(str(getattr(exc, "message", None) or exc).split())
-    return text[:300]
+    return one_line(getattr(exc, "message", None) or exc, 300)
 
 
 def run_tags(config: EvaluationJobConfig, inputs: RuntimeInputs, extra: Mapping[str, str]) -> dict[str, str]:
