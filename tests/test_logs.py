@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -12,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cajajejo.errors import UserInputError
-from cajajejo.log_output import fetch_job_logs
+from cajajejo.log_output import Progress, fetch_job_logs
 from cajajejo.logs import LogQuery, LogReadError, RetryPolicy, lower_bound, make_client, quote, read_entries
 from cajajejo.settings import load_settings
 from tests.standins.cloud_logging import CloudLoggingStandin, make_entry, parse_filter
@@ -229,3 +230,22 @@ def test_bad_option_combinations_are_refused_before_any_request(
         assert expected in result.stderr
     assert logging_standin.request_count == 0
     assert list(tmp_path.iterdir()) == []
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_drawn_on_a_terminal_only_and_cleared_at_the_end() -> None:
+    terminal = _Terminal()
+    progress = Progress(terminal, interval_s=3600)
+    progress.update(1)
+    progress.update(2)  # within the interval: not redrawn
+    progress.done()
+    assert terminal.getvalue() == "\rfetched 1 entries\r\x1b[K"
+    piped = io.StringIO()
+    quiet = Progress(piped, interval_s=0)
+    quiet.update(5_000)
+    quiet.done()
+    assert piped.getvalue() == ""
