@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from cajajejo.errors import CajajejoError
 
@@ -108,7 +109,7 @@ def _tool(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def _stream(command: list[str], env: Mapping[str, str], log: object) -> int:
+def _stream(command: list[str], env: Mapping[str, str], log: TextIO) -> int:
     try:
         process = subprocess.Popen(  # an argument list: no shell
             command, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
@@ -118,7 +119,7 @@ def _stream(command: list[str], env: Mapping[str, str], log: object) -> int:
     assert process.stdout is not None
     for line in process.stdout:
         sys.stdout.write(line)
-        log.write(line)  # type: ignore[attr-defined]
+        log.write(line)
     return process.wait()
 
 

@@ -77,8 +77,9 @@ def evaluate(
     nltk_dir = ensure_punkt_tab(helm_home / "nltk_data")
     device = describe_device()
     print(f"evaluating {model.helm_name} ({model.model_dir}) on {device}", file=sys.stderr, flush=True)
-    # Model and tokenizer are local folders now: HELM must not reach for the hub (it would hang offline).
-    env = {**os.environ, **nltk_environment(nltk_dir), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    # Model and tokenizer are local folders now, so HELM loads them without the hub; scenarios that
+    # download their data still can, where the job has network.
+    env = {**os.environ, **nltk_environment(nltk_dir)}
     outcome = run_helm(
         run_specs=inputs.helm_config_path,
         suite=job_config.helm.suite,
