@@ -156,6 +156,8 @@ def test_directory_missing_file_and_binary(tmp_path: Path) -> None:
         ({"compute_config.accelerator_count": 2}, "accelerator_count is set but accelerator is not"),
         ({"helm.args": ["--suite", "x"]}, "'--suite' is set by cajajejo at run time"),
         ({"helm.args": ["--output-path=/tmp"]}, "'--output-path' is set by cajajejo at run time"),
+        ({"helm.args": ["--api-key", "sk-123"]}, "'--api-key' looks like it carries a credential"),
+        ({"helm.args": ["--hf-token=hf_x"]}, "'--hf-token' looks like it carries a credential"),
         ({"mlflow_config.tracking_uri": "https://me:pw@mlflow"}, "must not contain credentials"),
         ({"mlflow_config.tracking_uri": "http://[::1"}, "is not a valid URI"),
         ({"model_config.mlflow_artifact.artifact_path": "../x"}, "must be a relative path inside the artifact"),

@@ -13,6 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cajajejo.config.evaluation import looks_like_credential_option
 from cajajejo.config.loader import load_evaluation_config
 from cajajejo.config.run_specs import load_run_specs
 from cajajejo.errors import RenderedManifestError, UserInputError
@@ -232,7 +233,10 @@ comment_text = st.text(
     tag_value=free_text,
     tag_list=st.lists(free_text, max_size=3),
     helm_arg=free_text.filter(
-        lambda a: a.split("=", 1)[0] not in {"--suite", "--conf-paths", "--output-path", "-o", "--local-path"}
+        lambda a: (
+            a.split("=", 1)[0] not in {"--suite", "--conf-paths", "--output-path", "-o", "--local-path"}
+            and not looks_like_credential_option(a.split("=", 1)[0])
+        )
     ),
     tracking_uri=non_blank.filter(lambda u: "@" not in u and "[" not in u and "]" not in u),
     env=st.dictionaries(env_names, free_text, max_size=3),

@@ -63,6 +63,19 @@ _SECRET_NAME_SEGMENTS = frozenset({"TOKEN", "PASSWORD", "PASSWD", "SECRET", "API
 ScalarTag = str | int | float | bool
 
 
+def looks_like_credential_option(option: str) -> bool:
+    """Whether a command-line option's name says it carries a credential (--api-key, --hf-token, ...).
+
+    helm.args land in a ConfigMap and in MLflow tags and params, where no credential may go.
+    """
+    return option.startswith("-") and bool((_SECRET_NAME_SEGMENTS | {"KEY"}) & _name_words(option))
+
+
+def _name_words(name: str) -> set[str]:
+    """The words of a name such as HF_TOKEN, db.password or --api-key, upper-cased."""
+    return set(name.strip("-").upper().replace("-", "_").replace(".", "_").split("_"))
+
+
 def _check_version(value: Any) -> Any:
     if value not in SUPPORTED_VERSIONS:
         supported = ", ".join(SUPPORTED_VERSIONS)
@@ -165,6 +178,11 @@ class HelmConfig(StrictModel):
             option = arg.split("=", 1)[0]
             if option in runtime_contract.HELM_OPTIONS_SET_BY_RUNTIME:
                 raise ValueError(f"{option!r} is set by cajajejo at run time; remove it from helm.args")
+            if looks_like_credential_option(option):
+                raise ValueError(
+                    f"{option!r} looks like it carries a credential; give credentials through "
+                    "kubernetes_config.secret_env instead of helm.args"
+                )
         return args
 
 
@@ -287,7 +305,7 @@ class KubernetesConfig(StrictModel):
     @classmethod
     def _no_plain_secrets(cls, env: dict[str, str]) -> dict[str, str]:
         for name in env:
-            if _SECRET_NAME_SEGMENTS & set(name.upper().replace("-", "_").replace(".", "_").split("_")):
+            if _SECRET_NAME_SEGMENTS & _name_words(name):
                 raise ValueError(
                     f"{name} looks like a credential; move it to secret_env so its value stays in a Secret"
                 )
