@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +62,6 @@ class Settings:
 
     def __init__(self, entries: Mapping[str, Setting]) -> None:
         self._entries = dict(entries)
-
-    def __iter__(self) -> Iterator[Setting]:
-        return iter(self._entries.values())
 
     def get(self, name: str) -> str | None:
         return self._entries[name].value
