@@ -58,13 +58,18 @@ def render_for_submission(
         loaded,
         load_run_specs(helm_config),
         provenance,
-        RenderOptions(
-            namespace=namespace,
-            default_namespace=settings.get("namespace") or "default",
-            default_service_account=settings.get("service_account"),
-        ),
+        render_options(settings, namespace=namespace),
     )
     return plan, loaded.warnings
+
+
+def render_options(settings: Settings, **options: Any) -> RenderOptions:
+    """RenderOptions whose defaults for configs that name no namespace or service account come from settings."""
+    return RenderOptions(
+        default_namespace=settings.get("namespace") or "default",
+        default_service_account=settings.get("service_account"),
+        **options,
+    )
 
 
 def _same_commit(stamped: str, given: str) -> bool:

@@ -78,11 +78,11 @@ def parse_job(
     from cajajejo.config.loader import load_evaluation_config
     from cajajejo.config.run_specs import load_run_specs
     from cajajejo.files import write_text_atomically
-    from cajajejo.render.plan import Provenance, RenderOptions, render_evaluation_plan
+    from cajajejo.render.plan import Provenance, render_evaluation_plan
     from cajajejo.render.schema import DEFAULT_KUBERNETES_VERSION
     from cajajejo.settings import load_settings
+    from cajajejo.submission import render_options
 
-    settings = load_settings()
     loaded = load_evaluation_config(config)
     run_specs = load_run_specs(helm_config)
     warn(loaded.warnings)
@@ -90,11 +90,10 @@ def parse_job(
         loaded,
         run_specs,
         Provenance(config_version, config_path_in_repo, helm_config_path_in_repo),
-        RenderOptions(
+        render_options(
+            load_settings(),
             job_name=job_name,
             namespace=namespace,
-            default_namespace=settings.get("namespace") or "default",
-            default_service_account=settings.get("service_account"),
             kubernetes_version=kubernetes_version or DEFAULT_KUBERNETES_VERSION,
             template_dir=template_dir,
             rng=random.Random(seed) if seed is not None else None,  # noqa: S311 - names, not secrets

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cajajejo.cli.root import cli
+
+if TYPE_CHECKING:
+    from cajajejo.evaluation.runner import EvaluationResult
+
+
+def _finish(result: EvaluationResult) -> None:
+    """Say where the results are, then fail (exit 1) naming each run spec that failed."""
+    from cajajejo.evaluation.runner import check_failures, report
+
+    for line in report(result):
+        click.echo(line)
+    check_failures(result)
 
 
 @cli.command("evaluate")
@@ -31,7 +44,7 @@ def evaluate_command(
     In a job, the inputs come from /etc/configs ($CAJAJEJO_CONFIG_DIR), /scratch ($CAJAJEJO_SCRATCH_DIR)
     and the CONFIG_VERSION, CONFIG_PATH_GIT_REPO, HELM_CONFIG_PATH_GIT_REPO and JOB_NAME variables.
     """
-    from cajajejo.evaluation.runner import check_failures, evaluate, report
+    from cajajejo.evaluation.runner import evaluate
 
     result = evaluate(
         local=local,
@@ -40,9 +53,7 @@ def evaluate_command(
         scratch_dir=scratch_dir,
         keep_tracking_uri=keep_tracking_uri,
     )
-    for line in report(result):
-        click.echo(line)
-    check_failures(result)
+    _finish(result)
 
 
 @cli.command("quickstart")
@@ -70,12 +81,9 @@ def evaluate_command(
 def quickstart_command(workdir: Path, config: Path, helm_config: Path) -> None:
     """Evaluate a tiny local model end to end: local MLflow, HELM's offline scenarios, no GPU, no network."""
     from cajajejo.evaluation.quickstart import quickstart
-    from cajajejo.evaluation.runner import check_failures, report
 
     result = quickstart(workdir, config, helm_config)
-    for line in report(result):
-        click.echo(line)
-    check_failures(result)
+    _finish(result)
 
 
 @cli.group("models")
