@@ -29,6 +29,8 @@ RUN python jobs/evaluation/cli.py test -q -p no:cacheprovider
 
 RUN useradd --create-home --uid 1000 evaluator && mkdir -p /scratch && chown evaluator /scratch
 USER 1000
+# `evaluate --local` writes its MLflow database and scratch under the working folder: a writable one.
+WORKDIR /scratch
 
 ENTRYPOINT ["python", "/app/jobs/evaluation/cli.py"]
 CMD ["--help"]

@@ -10,10 +10,18 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.tasks import task
 
-from cajajejo.invoke_bridge import reported
+from cajajejo.invoke_bridge import reported, task_with_short_flags
 
 
-@task(
+@task_with_short_flags(
+    short={
+        "config": "c",
+        "helm_config": "r",
+        "kubernetes_job_spec_output_path": "o",
+        "allow_dirty_repo": "a",
+        "namespace": "n",
+        "dry_run": "d",
+    },
     help={
         "config": "evaluation job config (YAML), committed",
         "helm_config": "HELM run specs (HOCON .conf), committed",
@@ -21,7 +29,7 @@ from cajajejo.invoke_bridge import reported
         "allow_dirty_repo": "submit from a dirty tree anyway; the job is stamped '<sha>-dirty'",
         "namespace": "namespace to submit to (default: the config's, else the namespace setting)",
         "dry_run": "let the cluster validate everything, create nothing",
-    }
+    },
 )
 @reported
 def submit_evaluation_job(
@@ -49,7 +57,15 @@ def submit_evaluation_job(
     print("\n".join(describe(result)))
 
 
-@task(
+@task_with_short_flags(
+    short={
+        "job_name": "j",
+        "shift_unit": "u",
+        "shift_amount": "s",
+        "output_path": "o",
+        "namespace": "n",
+        "follow": "f",
+    },
     help={
         "job_name": "the job's name, e.g. eval-merciful-crocodile",
         "shift_unit": "days, hours or minutes (default: days)",
@@ -57,7 +73,7 @@ def submit_evaluation_job(
         "output_path": "also write the entries here: .jsonl (JSON Lines) or .json (JSON array)",
         "namespace": "the job's namespace (default: the namespace setting)",
         "follow": "keep polling for new entries until Ctrl-C",
-    }
+    },
 )
 @reported
 def get_job_logs(
@@ -107,12 +123,13 @@ def docker_login(c: Context) -> None:
     login(settings=load_settings(), run=run_tool)
 
 
-@task(
+@task_with_short_flags(
+    short={"job_kind": "k", "tag": "t", "allow_dirty_repo": "a"},
     help={
         "job_kind": "which image: 'evaluation' builds evaluation.Dockerfile",
         "tag": "image tag (default: the commit the image is built from)",
         "allow_dirty_repo": "build from a dirty tree anyway; the tag ends in '-dirty'",
-    }
+    },
 )
 @reported
 def build_and_push_job_image(c: Context, job_kind: str, tag: str | None = None, allow_dirty_repo: bool = False) -> None:

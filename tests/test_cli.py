@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -150,9 +152,40 @@ def test_trace_shows_the_traceback_and_plain_mode_does_not(tmp_path: Path) -> No
     assert plain.returncode == 2
     assert plain.stderr == f"error: {tmp_path / 'missing.yml'}: no such file; check the path\n"
     traced = run_cli_process("--trace", *PARSE_JOB, tmp_path / "missing.yml", DEBUG_RUN_SPECS, "-")
-    assert traced.returncode != 0
+    assert traced.returncode == 2  # --trace adds the traceback and changes no exit code
     assert "Traceback (most recent call last)" in traced.stderr
     assert "UserInputError" in traced.stderr
+    assert traced.stderr.splitlines()[-1] == plain.stderr.strip()
+
+
+def test_trace_keeps_the_exit_code_of_failures_too(tmp_path: Path) -> None:
+    # A broken template override is cajajejo's (or the template author's) failure: exit 1 either way.
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "configmap.yaml.j2").write_text("kind: ConfigMap\nmetadata: {name: {{ job.name }}}\n")
+    args = (*PARSE_JOB, DEBUG_EXAMPLE, DEBUG_RUN_SPECS, "-", "--template-dir", tmp_path)
+    plain = run_cli_process(*args)
+    traced = run_cli_process("--trace", *args)
+    assert plain.returncode == traced.returncode == 1, (plain.stderr, traced.stderr)
+    assert "Traceback (most recent call last)" in traced.stderr
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_outputs_get_the_mode_the_umask_allows(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        assert run_cli(*PARSE_JOB, DEBUG_EXAMPLE, DEBUG_RUN_SPECS, tmp_path / "out.yml").exit_code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.yml").stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_replaced_output_keeps_its_mode(tmp_path: Path) -> None:
+    output = tmp_path / "out.yml"
+    output.write_text("old")
+    output.chmod(0o640)
+    assert run_cli(*PARSE_JOB, DEBUG_EXAMPLE, DEBUG_RUN_SPECS, output).exit_code == 0
+    assert stat.S_IMODE(output.stat().st_mode) == 0o640
+    assert output.read_text() != "old"
 
 
 def test_examples_render_from_another_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

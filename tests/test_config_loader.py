@@ -209,3 +209,44 @@ def test_mutable_image_tags_warn(tmp_path: Path, tag: str | None, expected: str)
     (warning,) = load_evaluation_config(path).warnings
     assert "image_tag" in str(warning)
     assert expected in str(warning)
+
+
+def test_every_problem_of_a_block_is_reported_in_one_run(tmp_path: Path) -> None:
+    # A wrong value type in `env` used to hide the credential name beside it until it was fixed.
+    path = _edit(
+        tmp_path,
+        {
+            "kubernetes_config.env": {"BATCH": 3, "HF_TOKEN": "x", "JOB_NAME": "y"},
+            "kubernetes_config.secret_env": {"CONFIG_VERSION": {"secret": "s", "key": "k"}},
+            "helm.args": ["--suite", 5, "--api-key=x"],
+            "tracking_config.tags": {"mlflow.user": "me", "ok": {"nested": 1}},
+        },
+    )
+    errors = _errors(path)
+    joined = "\n".join(errors)
+    assert "kubernetes_config.env.BATCH: expected text but YAML read 3" in joined
+    assert "kubernetes_config.env.HF_TOKEN: HF_TOKEN looks like a credential; move it to secret_env" in joined
+    assert "kubernetes_config.env.JOB_NAME: JOB_NAME is set by cajajejo" in joined
+    assert "kubernetes_config.secret_env.CONFIG_VERSION: CONFIG_VERSION is set by cajajejo" in joined
+    assert "helm.args[0]: '--suite' is set by cajajejo at run time" in joined
+    assert "helm.args[1]: expected text but YAML read 5" in joined
+    assert "helm.args[2]: '--api-key' looks like it carries a credential" in joined
+    assert "tracking_config.tags.mlflow.user: tag name 'mlflow.user' is set by cajajejo itself" in joined
+    assert "tracking_config.tags.ok: a tag value must be text" in joined
+    assert len(errors) == 9, joined
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column"),
+    [
+        ("version: v4\n\timage: x\n", 2, 1),  # a tab where a key should start
+        ("version: v4\nhelm:\n  suite: a\n\targs: []\n", 4, 1),  # a tab breaking indentation
+        ("helm:\n\t- x\n", 2, 1),
+    ],
+)
+def test_a_tab_is_named_with_its_line(tmp_path: Path, text: str, line: int, column: int) -> None:
+    path = _write(tmp_path, text)
+    assert _errors(path) == [
+        f"{path}:{line}: not valid YAML: a tab character at column {column}; YAML indents with spaces only, "
+        "replace the tab with spaces"
+    ]

@@ -221,3 +221,33 @@ def test_a_missing_tool_says_how_to_install_it(tmp_path: Path, monkeypatch: pyte
     result = invoke("docker-login", cwd=tmp_path, env=env)
     assert result.returncode == 1
     assert "gcloud is not installed or not on PATH; install the Google Cloud CLI" in result.stderr
+
+
+def test_the_trace_variable_adds_a_traceback_and_keeps_the_exit_code(
+    jobs_repo: git.Repo, kube_standin: KubernetesApiStandin
+) -> None:
+    root = Path(jobs_repo.working_tree_dir or "")
+    args = ("submit-evaluation-job", "jobs/evaluation/missing.yml", "jobs/evaluation/app/debug.conf")
+    plain = invoke(*args, cwd=root)
+    traced = invoke(*args, cwd=root, env={"CAJAJEJO_TRACE": "1"})
+    assert plain.returncode == traced.returncode == 2, traced.stderr
+    assert "Traceback (most recent call last)" in traced.stderr
+    assert "Traceback" not in plain.stderr
+
+
+def test_short_flags_are_unambiguous_and_leave_h_to_help() -> None:
+    import tasks as task_module
+    from invoke.tasks import Task
+
+    tasks = [value for value in vars(task_module).values() if isinstance(value, Task)]
+    assert len(tasks) == 5
+    for task in tasks:
+        names = [name for argument in task.get_arguments() for name in argument.names]
+        short = [name for name in names if len(name) == 1]
+        assert len(names) == len(set(names)), task.name
+        assert "h" not in short, task.name
+    help_text = invoke("--help", "submit-evaluation-job", cwd=REPO).stdout
+    assert "-r STRING, --helm-config=STRING" in help_text
+    logs_help = invoke("--help", "get-job-logs", cwd=REPO).stdout
+    assert "-s INT, --shift-amount=INT" in logs_help
+    assert "-u STRING, --shift-unit=STRING" in logs_help

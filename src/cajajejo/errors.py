@@ -40,6 +40,11 @@ class CajajejoError(Exception):
     exit_code = EXIT_FAILURE
 
 
+def error_lines(exc: CajajejoError) -> list[str]:
+    """What the user sees for `exc`: `error: ...` per line; indented lines continue the one above."""
+    return [line if line.startswith("  ") else f"error: {line}" for line in str(exc).splitlines()]
+
+
 class UserInputError(CajajejoError):
     """The user's input is invalid; carries one Problem per line of output."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ def atomic_writer(path: str | Path) -> Iterator[TextIO]:
 
     It is written beside `path` under a temporary name, flushed to disk, then renamed into place;
     on any exception (Ctrl-C included) the temporary file is removed. Parent folders are created.
+    The file gets the mode `open()` would give it (the umask's), or keeps the mode of the file it replaces.
     """
     target = Path(path)
     if target.is_dir():
@@ -31,6 +33,8 @@ def atomic_writer(path: str | Path) -> Iterator[TextIO]:
     except OSError as exc:
         raise CajajejoError(f"{target}: cannot write here: {exc.strerror or exc}") from None
     try:
+        # mkstemp creates the file 0600; give it the mode a plain open() would have given it.
+        os.fchmod(fd, _mode_for(target))
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             yield handle
             handle.flush()
@@ -39,6 +43,21 @@ def atomic_writer(path: str | Path) -> Iterator[TextIO]:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _mode_for(target: Path) -> int:
+    """The mode of the file being replaced, else what the umask allows of 0666."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomically(path: str | Path, text: str) -> None:

@@ -4,6 +4,10 @@ and an MLflow artifact from the real server."""
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,19 +98,74 @@ def test_an_unknown_run_is_a_clear_error(mlflow_server: MlflowServer, tmp_path: 
         fetch_model(config, tmp_path, tracking_uri=mlflow_server.uri)
 
 
-def test_an_unreachable_tokenizer_hf_repo_says_what_to_do(
-    mlflow_server: MlflowServer, model_run_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on a machine without network, without waiting for timeouts
+def _models_download(config: Path, scratch: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`cajajejo models download` as the job's init container runs it: a fresh process."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cajajejo.cli",
+            "models",
+            "download",
+            "--config",
+            str(config),
+            "--scratch-dir",
+            str(scratch),
+        ],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def _write_config(path: Path, **artifact: str) -> Path:
     data = yaml.safe_load(DEBUG_EXAMPLE.read_text())
-    data["model_config"]["mlflow_artifact"].update(run_id=model_run_id, tokenizer_hf_repo="EleutherAI/pythia-70m")
-    config = EvaluationJobConfig.model_validate(data)
-    with pytest.raises(ModelFetchError) as caught:
-        fetch_model(config, tmp_path, tracking_uri=mlflow_server.uri)
-    message = str(caught.value)
-    assert message.startswith("tokenizer_hf_repo 'EleutherAI/pythia-70m' cannot be fetched from the Hugging Face hub")
-    assert "set tokenizer_directory instead" in message
-    assert "\n" not in message
+    tracking_uri = artifact.pop("tracking_uri")
+    data["mlflow_config"]["tracking_uri"] = tracking_uri
+    data["model_config"]["mlflow_artifact"].update(artifact)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_an_unreachable_tokenizer_hf_repo_says_what_to_do(
+    mlflow_server: MlflowServer, model_run_id: str, tmp_path: Path
+) -> None:
+    # huggingface_hub reads its variables once, at import: set them in a fresh process. Offline mode,
+    # and an endpoint where nothing listens should offline mode ever be ignored, make this test the
+    # same on a machine with network as on one without.
+    config = _write_config(
+        tmp_path / "c.yml",
+        tracking_uri=mlflow_server.uri,
+        run_id=model_run_id,
+        tokenizer_hf_repo="EleutherAI/pythia-70m",
+    )
+    result = _models_download(
+        config, tmp_path / "scratch", {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+    )
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        "error: tokenizer_hf_repo 'EleutherAI/pythia-70m' cannot be fetched from the Hugging Face hub"
+    )
+    assert line.endswith("set tokenizer_directory instead")
+
+
+def test_an_unreachable_mlflow_is_retried_out_loud_then_fails_in_one_line(tmp_path: Path) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    config = _write_config(tmp_path / "c.yml", tracking_uri=uri)
+    start = time.monotonic()
+    result = _models_download(config, tmp_path / "scratch", {})
+    elapsed = time.monotonic() - start
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    retries = [line for line in lines if line.startswith(f"waiting for MLflow at {uri}: connection refused; retrying")]
+    assert len(retries) == 4, result.stderr
+    assert lines[-1].startswith(f"error: cannot download artifact 'model' of MLflow run {'0' * 32} from {uri}: ")
+    assert len(lines) == len(retries) + 1, result.stderr
+    assert elapsed < 40, elapsed
+    assert not (tmp_path / "scratch" / "model").exists()
 
 
 def test_helm_configs_register_the_model_for_offline_use(tiny_model: Path, tmp_path: Path) -> None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+import traceback
+from typing import Any, NoReturn
 
 import click
 
 from cajajejo import __version__
-from cajajejo.errors import EXIT_FAILURE, CajajejoError, Problem
+from cajajejo.errors import EXIT_FAILURE, CajajejoError, Problem, error_lines
 
 
 class ErrorReportingGroup(click.Group):
-    """Turns CajajejoErrors (and unexpected ones) into short messages unless --trace was given."""
+    """Turns CajajejoErrors (and unexpected ones) into short messages and the right exit code.
+
+    `--trace` adds the traceback before the message and changes nothing else: the job's container
+    runs `cajajejo --trace evaluate`, and its exit code must still tell bad input (2) from a failure (1).
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -19,20 +24,22 @@ class ErrorReportingGroup(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except CajajejoError as exc:
-            if ctx.params.get("trace"):
-                raise
-            for line in str(exc).splitlines():
-                click.echo(f"error: {line}" if not line.startswith("  ") else line, err=True)
-            ctx.exit(exc.exit_code)
+            _fail(ctx, error_lines(exc), exc.exit_code)
         except Exception as exc:
-            if ctx.params.get("trace"):
-                raise
-            click.echo(f"error: internal error: {type(exc).__name__}: {exc} (run with --trace for details)", err=True)
-            ctx.exit(EXIT_FAILURE)
+            what = f"error: internal error: {type(exc).__name__}: {exc}"
+            _fail(ctx, [what if ctx.params.get("trace") else f"{what} (run with --trace for details)"], EXIT_FAILURE)
+
+
+def _fail(ctx: click.Context, lines: list[str], exit_code: int) -> NoReturn:
+    if ctx.params.get("trace"):
+        click.echo(traceback.format_exc().rstrip(), err=True)
+    for line in lines:
+        click.echo(line, err=True)
+    ctx.exit(exit_code)
 
 
 @click.group(cls=ErrorReportingGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--trace", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.option("--trace", is_flag=True, help="Also show full tracebacks (exit codes stay the same).")
 @click.version_option(__version__, prog_name="cajajejo")
 def cli(trace: bool) -> None:
     """Render, check and run ML jobs (HELM evaluations first) on Kubernetes, reproducibly."""

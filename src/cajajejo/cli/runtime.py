@@ -8,6 +8,16 @@ from typing import TYPE_CHECKING
 import click
 
 from cajajejo.cli.root import cli
+from cajajejo.extras import require_runtime
+
+
+def _runtime(command: str) -> None:
+    """What every command that runs a job's work does first: check the extra is there, quiet the libraries."""
+    require_runtime("evaluation", command)
+    from cajajejo.evaluation import quiet_libraries
+
+    quiet_libraries()
+
 
 if TYPE_CHECKING:
     from cajajejo.evaluation.runner import EvaluationResult
@@ -44,6 +54,7 @@ def evaluate_command(
     In a job, the inputs come from /etc/configs ($CAJAJEJO_CONFIG_DIR), /scratch ($CAJAJEJO_SCRATCH_DIR)
     and the CONFIG_VERSION, CONFIG_PATH_GIT_REPO, HELM_CONFIG_PATH_GIT_REPO and JOB_NAME variables.
     """
+    _runtime("cajajejo evaluate")
     from cajajejo.evaluation.runner import evaluate
 
     result = evaluate(
@@ -67,19 +78,16 @@ def evaluate_command(
 @click.option(
     "--config",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("jobs/evaluation/debug.job_config.yml"),
-    show_default=True,
-    help="The debug job config to start from.",
+    help="Job config (default: cajajejo's jobs/evaluation/debug.job_config.yml).",
 )
 @click.option(
     "--helm-config",
     type=click.Path(path_type=Path, dir_okay=False),
-    default=Path("jobs/evaluation/app/debug.conf"),
-    show_default=True,
-    help="HELM run specs that need no network.",
+    help="HELM run specs (default: cajajejo's jobs/evaluation/app/debug.conf, which needs no network).",
 )
-def quickstart_command(workdir: Path, config: Path, helm_config: Path) -> None:
+def quickstart_command(workdir: Path, config: Path | None, helm_config: Path | None) -> None:
     """Evaluate a tiny local model end to end: local MLflow, HELM's offline scenarios, no GPU, no network."""
+    _runtime("cajajejo quickstart")
     from cajajejo.evaluation.quickstart import quickstart
 
     result = quickstart(workdir, config, helm_config)
@@ -98,6 +106,7 @@ def models() -> None:
 )
 def download_model(config: Path, scratch_dir: Path) -> None:
     """Fetch the config's model (MLflow artifact or gs:// folder) into SCRATCH_DIR, unless it is there."""
+    _runtime("cajajejo models download")
     from cajajejo.config.loader import load_evaluation_config
     from cajajejo.evaluation.model_fetch import fetch_model
 

@@ -109,6 +109,54 @@ def _check_tag_value(value: Any) -> Any:
 
 TagValue = Annotated[Any, AfterValidator(_check_tag_value)]
 
+# Rules on single keys and items are checked per key/item, not on the whole dict or list: then a
+# wrong value elsewhere in the same block does not hide them, and every problem is reported in one run.
+
+
+def _check_helm_arg(arg: str) -> str:
+    option = arg.split("=", 1)[0]
+    if option in runtime_contract.HELM_OPTIONS_SET_BY_RUNTIME:
+        raise ValueError(f"{option!r} is set by cajajejo at run time; remove it from helm.args")
+    if looks_like_credential_option(option):
+        raise ValueError(
+            f"{option!r} looks like it carries a credential; give credentials through "
+            "kubernetes_config.secret_env instead of helm.args"
+        )
+    return arg
+
+
+def _check_tag_name(key: str) -> str:
+    if not _MLFLOW_TAG_KEY.fullmatch(key):
+        raise ValueError(f"tag name {key!r}: MLflow allows letters, digits, '_', '-', '.', '/' and spaces")
+    if key in runtime_contract.RESERVED_TAGS or key.startswith(("mlflow.", "cajajejo.")):
+        raise ValueError(f"tag name {key!r} is set by cajajejo itself; choose another name")
+    return key
+
+
+def _check_node_selector_key(key: str) -> str:
+    if key == GKE_ACCELERATOR_LABEL:
+        raise ValueError(f"{GKE_ACCELERATOR_LABEL!r} is set from compute_config.accelerator; remove it here")
+    return key
+
+
+def _check_env_name_is_free(name: str) -> str:
+    if name in runtime_contract.RESERVED_ENV:
+        raise ValueError(f"{name} is set by cajajejo; choose another name")
+    return name
+
+
+def _check_not_a_credential_name(name: str) -> str:
+    if _SECRET_NAME_SEGMENTS & _name_words(name):
+        raise ValueError(f"{name} looks like a credential; move it to secret_env so its value stays in a Secret")
+    return name
+
+
+HelmArg = Annotated[str, AfterValidator(_check_helm_arg)]
+TagName = Annotated[str, AfterValidator(_check_tag_name)]
+NodeSelectorKey = Annotated[LabelKey, AfterValidator(_check_node_selector_key)]
+UserEnvName = Annotated[EnvVarName, AfterValidator(_check_env_name_is_free)]
+PlainEnvName = Annotated[UserEnvName, AfterValidator(_check_not_a_credential_name)]
+
 
 class ScratchStorageClass(StrictModel):
     """Ask for a GKE persistent-disk StorageClass to be created along with the job."""
@@ -159,7 +207,7 @@ class ComputeConfig(StrictModel):
 
 
 class HelmConfig(StrictModel):
-    args: list[str] = Field(default_factory=list)
+    args: list[HelmArg] = Field(default_factory=list)
     suite: str
 
     @field_validator("suite")
@@ -170,20 +218,6 @@ class HelmConfig(StrictModel):
                 f"{value!r} must be a plain name (letters, digits, '.', '_', '-'): HELM makes a folder of it"
             )
         return value
-
-    @field_validator("args")
-    @classmethod
-    def _args_leave_runtime_options_alone(cls, args: list[str]) -> list[str]:
-        for arg in args:
-            option = arg.split("=", 1)[0]
-            if option in runtime_contract.HELM_OPTIONS_SET_BY_RUNTIME:
-                raise ValueError(f"{option!r} is set by cajajejo at run time; remove it from helm.args")
-            if looks_like_credential_option(option):
-                raise ValueError(
-                    f"{option!r} looks like it carries a credential; give credentials through "
-                    "kubernetes_config.secret_env instead of helm.args"
-                )
-        return args
 
 
 class MlflowConfig(StrictModel):
@@ -245,17 +279,7 @@ class TrackingConfig(StrictModel):
     experiment_name: NonBlankText
     description: str | None = None
     run_name: str | None = None
-    tags: dict[str, TagValue] = Field(default_factory=dict)
-
-    @field_validator("tags")
-    @classmethod
-    def _tag_keys(cls, tags: dict[str, Any]) -> dict[str, Any]:
-        for key in tags:
-            if not _MLFLOW_TAG_KEY.fullmatch(key):
-                raise ValueError(f"tag name {key!r}: MLflow allows letters, digits, '_', '-', '.', '/' and spaces")
-            if key in runtime_contract.RESERVED_TAGS or key.startswith(("mlflow.", "cajajejo.")):
-                raise ValueError(f"tag name {key!r} is set by cajajejo itself; choose another name")
-        return tags
+    tags: dict[TagName, TagValue] = Field(default_factory=dict)
 
 
 class Toleration(StrictModel):
@@ -282,10 +306,10 @@ class KubernetesConfig(StrictModel):
     ttl_seconds_after_finished: int | None = Field(default=1800, ge=0)
     backoff_limit: int = Field(default=3, ge=0, le=100)
     active_deadline_seconds: int | None = Field(default=None, ge=1)
-    node_selector: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    node_selector: dict[NodeSelectorKey, LabelValue] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
-    env: dict[EnvVarName, str] = Field(default_factory=dict)
-    secret_env: dict[EnvVarName, SecretRef] = Field(default_factory=dict)
+    env: dict[PlainEnvName, str] = Field(default_factory=dict)
+    secret_env: dict[UserEnvName, SecretRef] = Field(default_factory=dict)
 
     @field_validator("job_name_prefix")
     @classmethod
@@ -294,31 +318,11 @@ class KubernetesConfig(StrictModel):
             raise ValueError(f"{prefix!r} is {len(prefix)} characters long; at most 20 leave room for the words")
         return prefix
 
-    @field_validator("node_selector")
-    @classmethod
-    def _accelerator_selector_is_ours(cls, selector: dict[str, str]) -> dict[str, str]:
-        if GKE_ACCELERATOR_LABEL in selector:
-            raise ValueError(f"{GKE_ACCELERATOR_LABEL!r} is set from compute_config.accelerator; remove it here")
-        return selector
-
-    @field_validator("env")
-    @classmethod
-    def _no_plain_secrets(cls, env: dict[str, str]) -> dict[str, str]:
-        for name in env:
-            if _SECRET_NAME_SEGMENTS & _name_words(name):
-                raise ValueError(
-                    f"{name} looks like a credential; move it to secret_env so its value stays in a Secret"
-                )
-        return env
-
     @model_validator(mode="after")
     def _env_names_are_free(self) -> KubernetesConfig:
         both = set(self.env) & set(self.secret_env)
         if both:
             raise ValueError(f"{', '.join(sorted(both))} set in both env and secret_env; keep one")
-        taken = (set(self.env) | set(self.secret_env)) & runtime_contract.RESERVED_ENV
-        if taken:
-            raise ValueError(f"{', '.join(sorted(taken))} is set by cajajejo; choose another name")
         return self
 
 

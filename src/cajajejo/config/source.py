@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from cajajejo.errors import Problem, UserInputError
+from cajajejo.errors import Problem, UserInputError, one_line
 
 # A ConfigMap holds at most 1 MiB, so no input file can usefully be larger.
 MAX_INPUT_BYTES = 1024 * 1024
@@ -79,15 +79,30 @@ def parse_yaml(text: str, name: str) -> YamlDocument:
             raise UserInputError(problems)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        what = exc.problem or exc.context or "syntax error"
-        raise UserInputError(Problem(name, f"not valid YAML: {what}", line=line)) from None
+        raise UserInputError(_syntax_problem(exc, text, name)) from None
     except yaml.YAMLError as exc:
-        raise UserInputError(Problem(name, f"not valid YAML: {exc}")) from None
+        raise UserInputError(Problem(name, f"not valid YAML: {one_line(exc, 200)}")) from None
     finally:
         loader.dispose()
     return YamlDocument(name, text, data, lines)
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, name: str) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    if mark is None:
+        return Problem(name, f"not valid YAML: {one_line(exc.problem or exc.context or 'syntax error', 200)}")
+    line = mark.line + 1
+    # PyYAML words a stray tab as "found character that cannot start any token" (or as an indentation
+    # problem); people rarely see the tab, so name it.
+    index = getattr(mark, "index", None)
+    if isinstance(index, int) and 0 <= index < len(text) and text[index] == "\t":
+        return Problem(
+            name,
+            f"not valid YAML: a tab character at column {mark.column + 1}; YAML indents with spaces only, "
+            "replace the tab with spaces",
+            line=line,
+        )
+    return Problem(name, f"not valid YAML: {one_line(exc.problem or exc.context or 'syntax error', 200)}", line=line)
 
 
 def _index(loader: Any, node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[Problem], name: str) -> None:

@@ -1,9 +1,10 @@
 """Run `helm-run` and `helm-summarize` as subprocesses and tell which run specs failed, and why.
 
 HELM runs every run spec even when some fail, then exits non-zero with `Failed runs: [...]`. We keep
-its output (streamed to our stdout, which is the job's log, and saved beside the results) and read
-the failures from it, so that one scenario that cannot download its data is named in one line
-while the others are still evaluated and logged.
+its output (saved beside the results, and in a job also streamed to our stdout, which is the job's
+log) and read the failures from it, so that one scenario that cannot download its data is named in
+one line while the others are still evaluated and logged. On a terminal, HELM's tens of kilobytes of
+logging bury what matters: there only what HELM starts is reported, through `on_progress`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -20,6 +21,8 @@ from typing import TextIO
 from cajajejo.errors import CajajejoError
 
 _ERROR_START = re.compile(r"Error when running (?P<name>.+?):\s*$")
+# HELM's hierarchical logger opens a block per run spec: `Running <run spec name> {`.
+_RUN_SPEC_START = re.compile(r"\bRunning (?P<name>\S+:\S*) \{\s*$")
 _LOG_RECORD = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")  # HELM's log lines start with a timestamp
 _NETWORK_SIGNS = (
     "URLError",
@@ -58,8 +61,15 @@ def run_helm(
     output_path: Path,
     local_path: Path,
     env: Mapping[str, str],
+    show_output: bool = True,
+    on_progress: Callable[[str], None] | None = None,
 ) -> HelmOutcome:
-    """helm-run then helm-summarize; raises only when HELM could not start or evaluated nothing."""
+    """helm-run then helm-summarize; raises only when HELM could not start or evaluated nothing.
+
+    HELM's output always goes to the log file; to our stdout too when `show_output`. `on_progress`
+    hears what HELM starts: `run spec <name>` for each run spec, then `summarizing`.
+    """
+    output = _Output(show_output, on_progress)
     output_path.mkdir(parents=True, exist_ok=True)
     log_path = output_path / f"helm-{suite}.log"
     run_command = [
@@ -77,7 +87,7 @@ def run_helm(
     if "--max-eval-instances" not in args and not any(a.startswith("--max-eval-instances=") for a in args):
         run_command += ["--max-eval-instances", "1000"]  # helm-run requires it; the config's args may set it
     with log_path.open("w", encoding="utf-8") as log:
-        code = _stream(run_command, env, log)
+        code = _stream(run_command, env, log, output)
     suite_dir = output_path / "runs" / suite
     outcome = HelmOutcome(suite_dir, log_path)
     outcome.failed = failed_runs(log_path.read_text(encoding="utf-8", errors="replace"))
@@ -97,8 +107,10 @@ def run_helm(
         "--local-path",
         str(local_path),
     ]
+    if on_progress is not None:
+        on_progress("summarizing (helm-summarize)")
     with log_path.open("a", encoding="utf-8") as log:
-        if _stream(summarize, env, log) != 0:
+        if _stream(summarize, env, log, output) != 0:
             raise CajajejoError(f"helm-summarize failed; its log is {log_path}")
     return outcome
 
@@ -109,7 +121,23 @@ def _tool(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def _stream(command: list[str], env: Mapping[str, str], log: TextIO) -> int:
+@dataclass(frozen=True)
+class _Output:
+    """Where each line of HELM's output goes besides the log file."""
+
+    show: bool
+    on_progress: Callable[[str], None] | None
+
+    def line(self, line: str) -> None:
+        if self.show:
+            sys.stdout.write(line)
+        if self.on_progress is not None:
+            started = _RUN_SPEC_START.search(line)
+            if started:
+                self.on_progress(f"run spec {started['name']}")
+
+
+def _stream(command: list[str], env: Mapping[str, str], log: TextIO, output: _Output) -> int:
     try:
         process = subprocess.Popen(  # an argument list: no shell
             command, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
@@ -118,8 +146,8 @@ def _stream(command: list[str], env: Mapping[str, str], log: TextIO) -> int:
         raise CajajejoError(f"{command[0]} not found: install the evaluation runtime (scripts/install.sh)") from None
     assert process.stdout is not None
     for line in process.stdout:
-        sys.stdout.write(line)
         log.write(line)
+        output.line(line)
     return process.wait()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cajajejo.config.evaluation import EvaluationJobConfig, MlflowArtifact
 from cajajejo.errors import CajajejoError, one_line
+from cajajejo.mlflow_http import talking_to_mlflow
 
 DONE_MARKER = ".cajajejo-download-complete"
 HUB_TOKENIZER_DIR = "hub-tokenizer"  # where tokenizer_hf_repo is saved, so HELM itself runs offline
@@ -93,9 +94,10 @@ def _download_mlflow(artifact: MlflowArtifact, scratch: Path, tracking_uri: str)
     shutil.rmtree(root, ignore_errors=True)  # a partial download from an interrupted run
     scratch.mkdir(parents=True, exist_ok=True)
     try:
-        downloaded = MlflowClient(tracking_uri=tracking_uri).download_artifacts(
-            artifact.run_id, artifact.artifact_path, str(scratch)
-        )
+        with talking_to_mlflow(tracking_uri):
+            downloaded = MlflowClient(tracking_uri=tracking_uri).download_artifacts(
+                artifact.run_id, artifact.artifact_path, str(scratch)
+            )
     except MlflowException as exc:
         raise ModelFetchError(
             f"cannot download artifact {artifact.artifact_path!r} of MLflow run {artifact.run_id} "

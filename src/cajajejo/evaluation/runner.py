@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from cajajejo import runtime_contract as contract
 from cajajejo.config.loader import load_evaluation_config
 from cajajejo.config.run_specs import load_run_specs
 from cajajejo.errors import CajajejoError
+from cajajejo.evaluation.debug_model import uses_debug_model, with_debug_model
 from cajajejo.evaluation.helm_run import FailedRun, run_helm
 from cajajejo.evaluation.helm_setup import (
     ensure_punkt_tab,
@@ -31,8 +35,29 @@ class EvaluationResult:
     run_id: str
     tracking_uri: str
     results_dir: Path
+    helm_log: Path
     failed: tuple[FailedRun, ...]
     device: str
+
+
+@dataclass
+class Progress:
+    """Numbered steps with the time since the start, on stderr: what a person (or a job log) follows."""
+
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
+    total: int = 4
+    started: float = field(default_factory=time.monotonic)
+    done: int = 0
+
+    def step(self, text: str) -> None:
+        self.done += 1
+        self._say(f"[{self.done}/{self.total}] {text}")
+
+    def detail(self, text: str) -> None:
+        self._say(f"      {text}")
+
+    def _say(self, text: str) -> None:
+        print(f"{text}  ({time.monotonic() - self.started:.0f} s)", file=self.stream, flush=True)
 
 
 def tracking_uri_for(config_uri: str, *, local: bool, keep_tracking_uri: bool) -> str:
@@ -59,8 +84,14 @@ def evaluate(
     scratch_dir: Path | None = None,
     keep_tracking_uri: bool = False,
     tracking_uri: str | None = None,
+    progress: Progress | None = None,
 ) -> EvaluationResult:
-    """Fetch, register, run HELM, log to MLflow. `tracking_uri` overrides where MLflow is."""
+    """Fetch, register, run HELM, log to MLflow. `tracking_uri` overrides where MLflow is.
+
+    In a job HELM's whole output is streamed to stdout (the job's log); with `local` it goes to a log
+    file whose path is reported, and only the start of each run spec is shown.
+    """
+    progress = progress or Progress()
     inputs = resolve_inputs(local=local, config=config, helm_config=helm_config, scratch_dir=scratch_dir)
     loaded = load_evaluation_config(inputs.config_path)
     for warning in loaded.warnings:
@@ -70,23 +101,42 @@ def evaluate(
     tracking_uri = tracking_uri or tracking_uri_for(
         job_config.mlflow_config.tracking_uri, local=local, keep_tracking_uri=keep_tracking_uri
     )
+    progress.step(
+        f"inputs: {inputs.config_path_in_repo} and {inputs.helm_config_path_in_repo} "
+        f"({len(run_specs.descriptions)} run specs) at {inputs.config_version}"
+    )
+    if local and uses_debug_model(job_config):
+        job_config = with_debug_model(job_config, tracking_uri, inputs.scratch_dir)
+        artifact = job_config.model.mlflow_artifact
+        progress.detail(f"the debug model: a tiny random GPT-2 in MLflow run {artifact.run_id if artifact else '?'}")
 
     model = fetch_model(job_config, inputs.scratch_dir, tracking_uri=tracking_uri)
     helm_home = inputs.scratch_dir / "helm"
     write_helm_model_configs(helm_home / "prod_env", model, model_max_length(model.model_dir, model.tokenizer_dir))
     nltk_dir = ensure_punkt_tab(helm_home / "nltk_data")
     device = describe_device()
-    print(f"evaluating {model.helm_name} ({model.model_dir}) on {device}", file=sys.stderr, flush=True)
+    progress.step(f"model: {model.helm_name} from {model.model_dir}, on {device}")
     # Model and tokenizer are local folders now, so HELM loads them without the hub; scenarios that
     # download their data still can, where the job has network.
     env = {**os.environ, **nltk_environment(nltk_dir)}
+    output_path = helm_home / "output"
+    progress.step(
+        f"HELM: suite {job_config.helm.suite}, full log in {output_path / f'helm-{job_config.helm.suite}.log'}"
+    )
     outcome = run_helm(
         run_specs=inputs.helm_config_path,
         suite=job_config.helm.suite,
         args=job_config.helm.args,
-        output_path=helm_home / "output",
+        output_path=output_path,
         local_path=helm_home / "prod_env",
         env=env,
+        show_output=not local,
+        on_progress=progress.detail if local else None,
+    )
+    progress.step(
+        f"MLflow: logging {len(outcome.succeeded)} evaluated run specs"
+        + (f" ({len(outcome.failed)} failed)" if outcome.failed else "")
+        + f" to {tracking_uri}"
     )
     record = EvaluationRecord(
         tags=run_tags(
@@ -105,7 +155,7 @@ def evaluate(
         failed=bool(outcome.failed),
     )
     run_id = log_evaluation(record, tracking_uri, outcome.suite_dir)
-    return EvaluationResult(run_id, tracking_uri, outcome.suite_dir, tuple(outcome.failed), device)
+    return EvaluationResult(run_id, tracking_uri, outcome.suite_dir, outcome.log_path, tuple(outcome.failed), device)
 
 
 def _artifacts(inputs: RuntimeInputs, suite_dir: Path, log_path: Path) -> tuple[tuple[str, Path], ...]:
@@ -121,11 +171,18 @@ def _artifacts(inputs: RuntimeInputs, suite_dir: Path, log_path: Path) -> tuple[
 def report(result: EvaluationResult) -> list[str]:
     lines = [
         f"MLflow run {result.run_id} at {result.tracking_uri} (device: {result.device})",
-        f"HELM results: {result.results_dir}",
+        f"HELM results: {result.results_dir} (log: {result.helm_log})",
     ]
     if result.tracking_uri.startswith("sqlite:") or "://" not in result.tracking_uri:
-        lines.append(f"look at them: mlflow ui --backend-store-uri {result.tracking_uri}")
+        lines.append(f"look at them: {mlflow_ui_command(result.tracking_uri)}")
     return lines
+
+
+def mlflow_ui_command(tracking_uri: str) -> str:
+    """A command that starts MLflow's UI as shown, without activating the virtual environment first."""
+    beside_python = Path(sys.executable).parent / "mlflow"
+    program = str(beside_python) if beside_python.is_file() else "mlflow"
+    return shlex.join([program, "ui", "--backend-store-uri", tracking_uri])
 
 
 def check_failures(result: EvaluationResult) -> None:

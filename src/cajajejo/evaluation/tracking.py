@@ -1,13 +1,12 @@
 """One MLflow run per evaluation: the seed's tags, the config's tags, HELM settings, metrics, artifacts.
 
 Everything is logged after HELM has finished, in one go, so an MLflow outage never costs an
-evaluation: MLflow's own HTTP retries (with backoff, configured below) ride out short outages, and a
+evaluation: MLflow's own HTTP retries (bounded in `mlflow_http`) ride out short outages, and a
 longer one ends with a message that says where the results are on disk.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +16,8 @@ from cajajejo import __version__
 from cajajejo.config.evaluation import EvaluationJobConfig
 from cajajejo.errors import CajajejoError, one_line
 from cajajejo.evaluation.inputs import RuntimeInputs
+from cajajejo.mlflow_http import talking_to_mlflow
 
-# MLflow's HTTP client retries failed requests with exponential backoff; these bound how long.
-MLFLOW_RETRY_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
 T = TypeVar("T")
 BATCH = 900  # MLflow accepts at most 1000 metrics per batch request
 MAX_PARAM_LENGTH = 500
@@ -90,8 +84,11 @@ def helm_params(config: EvaluationJobConfig, run_spec_count: int, helm_name: str
 
 def log_evaluation(record: EvaluationRecord, tracking_uri: str, results_dir: Path) -> str:
     """Create the run and log everything; returns the run id."""
-    for name, value in MLFLOW_RETRY_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    with talking_to_mlflow(tracking_uri):
+        return _log_evaluation(record, tracking_uri, results_dir)
+
+
+def _log_evaluation(record: EvaluationRecord, tracking_uri: str, results_dir: Path) -> str:
     from mlflow.entities import Metric, Param
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
