@@ -70,3 +70,10 @@ def logging_standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[CloudLoggingSta
         yield standin
     finally:
         standin.close()
+
+
+@pytest.fixture
+def in_repo(jobs_repo: git.Repo, monkeypatch: pytest.MonkeyPatch) -> git.Repo:
+    """The jobs repository, as the working directory (where users run cajajejo from)."""
+    monkeypatch.chdir(jobs_repo.working_tree_dir or ".")
+    return jobs_repo

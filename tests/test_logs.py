@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -13,10 +19,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cajajejo.errors import UserInputError
-from cajajejo.log_output import Progress, fetch_job_logs
+from cajajejo.log_output import Progress, fetch_job_logs, write_entries
 from cajajejo.logs import LogQuery, LogReadError, RetryPolicy, lower_bound, make_client, quote, read_entries
 from cajajejo.settings import load_settings
 from tests.standins.cloud_logging import CloudLoggingStandin, make_entry, parse_filter
+from tests.standins.http import Drop
 from tests.support import run_cli
 
 NOW = datetime.now(UTC)
@@ -118,6 +125,84 @@ def test_persistent_failure_gives_up_with_a_clear_error(logging_standin: CloudLo
     assert logging_standin.request_count == 6
 
 
+@pytest.mark.parametrize("how", list(Drop))
+def test_connections_broken_before_or_during_the_answer_are_retried_without_loss_or_duplicates(
+    how: Drop, logging_standin: CloudLoggingStandin
+) -> None:
+    logging_standin.add(_entries("eval-a", 1000))
+    logging_standin.drop = {2: how, 3: how, 5: how}  # page 2 arrives at the third try, page 3 at the second
+    waits: list[float] = []
+    query = LogQuery("eval-a", "default", NOW - timedelta(days=1))
+    got = list(read_entries(make_client("test-project"), query, page_size=300, retry=RetryPolicy(sleep=waits.append)))
+    assert [e["insertId"] for e in got] == [f"eval-a-{i:08d}" for i in range(1000)]
+    assert len(waits) == 3
+    assert logging_standin.request_count == 7  # 4 pages and 3 broken answers, nothing more
+
+
+@pytest.mark.parametrize("how", [Drop.SHORT_LENGTH, Drop.SHORT_CHUNKED, Drop.SHORT_UNDELIMITED])
+def test_a_connection_that_keeps_breaking_mid_answer_ends_in_one_error_line(
+    how: Drop, logging_standin: CloudLoggingStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logging_standin.add(_entries("eval-a", 10))
+    logging_standin.drop = {n: how for n in range(1, 20)}
+    waits: list[int] = []
+    monkeypatch.setattr(RetryPolicy, "wait", lambda self, failure: waits.append(failure))  # the CLI's own policy
+    result = run_cli("logs", "eval-a", "--output-path", tmp_path / "logs.jsonl")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "error: Cloud Logging kept failing (connection broken in the middle of the answer: "
+    )
+    assert result.stderr.endswith(") after 6 attempts; try again later\n")
+    assert len(result.stderr.splitlines()) == 1
+    assert waits == [1, 2, 3, 4, 5]
+    assert logging_standin.request_count == 6
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_408_and_every_5xx_but_501_are_retried(logging_standin: CloudLoggingStandin) -> None:
+    logging_standin.add(_entries("eval-a", 10))
+    logging_standin.fail = {1: 502, 2: 504, 3: 520, 4: 408}
+    query = LogQuery("eval-a", "default", NOW - timedelta(days=1))
+    got = list(read_entries(make_client("test-project"), query, retry=_no_sleep()))
+    assert len(got) == 10
+    assert logging_standin.request_count == 5
+
+
+def test_501_is_not_retried(logging_standin: CloudLoggingStandin) -> None:
+    logging_standin.fail = {1: 501}
+    query = LogQuery("eval-a", "default", NOW - timedelta(days=1))
+    with pytest.raises(LogReadError, match=r"rejected the request: 501 "):
+        list(read_entries(make_client("test-project"), query, retry=_no_sleep()))
+    assert logging_standin.request_count == 1
+
+
+def test_an_empty_answer_and_a_failed_token_refresh_are_retried(
+    logging_standin: CloudLoggingStandin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.auth.exceptions import TransportError
+
+    logging_standin.add(_entries("eval-a", 10))
+    client = make_client("test-project")
+    real = client._connection.api_request
+    # An empty 200 body comes back as b""; a token refresh that meets a dropped connection raises TransportError.
+    troubles: list[Any] = [b"", TransportError("token refresh: connection reset")]  # type: ignore[no-untyped-call]
+
+    def api_request(**kwargs: Any) -> Any:
+        if not troubles:
+            return real(**kwargs)  # type: ignore[no-untyped-call]
+        trouble = troubles.pop(0)
+        if isinstance(trouble, Exception):
+            raise trouble
+        return trouble
+
+    monkeypatch.setattr(client._connection, "api_request", api_request)
+    waits: list[float] = []
+    query = LogQuery("eval-a", "default", NOW - timedelta(days=1))
+    got = list(read_entries(client, query, retry=RetryPolicy(sleep=waits.append)))
+    assert [e["insertId"] for e in got] == [f"eval-a-{i:08d}" for i in range(10)]
+    assert len(waits) == 2
+
+
 def test_permission_denied_is_not_retried(logging_standin: CloudLoggingStandin) -> None:
     logging_standin.fail = {1: 403}
     query = LogQuery("eval-a", "default", NOW - timedelta(days=1))
@@ -208,6 +293,89 @@ def test_ctrl_c_during_a_fetch_leaves_no_file(logging_standin: CloudLoggingStand
             "eval-a", settings=load_settings(), output_path=output, quiet=True, retry=RetryPolicy(sleep=interrupt)
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_while_writing_exits_143_leaves_no_file_and_restores_the_handler(tmp_path: Path) -> None:
+    original = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def entries() -> Iterator[dict[str, Any]]:
+        yield make_entry(0, job="eval-a", start=NOW)
+        # Without a handler of ours, the signal would end the test run itself: check before sending it.
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        os.kill(os.getpid(), signal.SIGTERM)
+        yield make_entry(1, job="eval-a", start=NOW)
+
+    try:
+        with pytest.raises(SystemExit) as raised:
+            write_entries(entries(), output_path=tmp_path / "logs.jsonl")
+        assert raised.value.code == 143
+        assert list(tmp_path.iterdir()) == []
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGTERM, original)
+
+
+def test_a_sigterm_handler_of_someone_else_is_left_in_place(tmp_path: Path) -> None:
+    def theirs(number: int, frame: object) -> None:
+        pass
+
+    original = signal.signal(signal.SIGTERM, theirs)
+    seen: list[Any] = []
+
+    def entries() -> Iterator[dict[str, Any]]:
+        seen.append(signal.getsignal(signal.SIGTERM))
+        yield make_entry(0, job="eval-a", start=NOW)
+
+    try:
+        write_entries(entries(), output_path=tmp_path / "logs.jsonl")
+        assert seen == [theirs]
+        assert signal.getsignal(signal.SIGTERM) is theirs
+    finally:
+        signal.signal(signal.SIGTERM, original)
+
+
+def _wait_until_held(standin: CloudLoggingStandin, child: subprocess.Popen[str], timeout_s: float = 120) -> None:
+    """Until `child` waits on a held request; fails at once, with its stderr, if it ends before that."""
+    deadline = time.monotonic() + timeout_s
+    while not standin.holding.wait(timeout=0.2):
+        if child.poll() is not None or time.monotonic() > deadline:
+            child.kill()
+            _, stderr = child.communicate()
+            pytest.fail(f"the command never asked for the held page (exit {child.returncode}): {stderr}")
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP])
+def test_the_command_terminated_mid_fetch_leaves_no_file_and_no_temporary_file(
+    number: signal.Signals, logging_standin: CloudLoggingStandin, tmp_path: Path
+) -> None:
+    logging_standin.add(_entries("eval-a", 3000))
+    logging_standin.hold = {2}  # the first page is written; the second one waits until the test says so
+    folder = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "cajajejo.cli",
+        "logs",
+        "eval-a",
+        "--output-path",
+        str(folder / "logs.jsonl"),
+        "-q",
+    ]
+    # stdout to nowhere: an unread pipe that fills up would stop the command before the held page
+    child = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_until_held(logging_standin, child)
+        assert [p.name.startswith(".logs.jsonl.") for p in folder.iterdir()] == [True]  # mid-fetch: the temporary
+        child.send_signal(number)
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        logging_standin.release.set()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 128 + number, stderr
+    assert list(folder.iterdir()) == []
+    assert "Traceback" not in stderr
 
 
 def test_a_missing_project_names_the_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

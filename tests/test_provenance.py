@@ -7,7 +7,7 @@ from pathlib import Path
 import git
 import pytest
 
-from cajajejo.errors import CajajejoError, UserInputError
+from cajajejo.errors import EXIT_BAD_INPUT, UserInputError
 from cajajejo.provenance import DirtyRepositoryError, provenance_for, require_clean_tree
 
 CONFIG = Path("jobs/evaluation/example.mlflow.job_config.yml")
@@ -45,6 +45,7 @@ def test_a_modified_tracked_file_is_refused_and_named(jobs_repo: git.Repo) -> No
     assert "README.md" in message
     assert "--allow-dirty-repo" in message
     assert "\n" not in message
+    assert caught.value.exit_code == EXIT_BAD_INPUT  # the user's to fix, like any input mistake
 
 
 def test_a_staged_change_to_the_config_is_refused(jobs_repo: git.Repo) -> None:
@@ -102,7 +103,7 @@ def test_a_detached_head_is_fine(jobs_repo: git.Repo) -> None:
 def test_a_repository_without_commits_is_a_clear_error(tmp_path: Path) -> None:
     git.Repo.init(tmp_path)
     (tmp_path / "c.yml").write_text("x: 1\n")
-    with pytest.raises(CajajejoError, match="has no commits yet"):
+    with pytest.raises(UserInputError, match="has no commits yet; commit the job files first"):
         provenance_for(tmp_path / "c.yml", tmp_path / "c.yml")
 
 

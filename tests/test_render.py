@@ -13,12 +13,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cajajejo.config.evaluation import looks_like_credential_option
+from cajajejo.config.credentials import credential_in_url, credential_in_value, is_credential_name
+from cajajejo.config.evaluation import looks_like_credential_option, urlsplit_problem
 from cajajejo.config.loader import load_evaluation_config
 from cajajejo.config.run_specs import load_run_specs
 from cajajejo.errors import RenderedManifestError, UserInputError
 from cajajejo.render.plan import Plan, Provenance, RenderOptions, render_evaluation_plan
+from cajajejo.runtime_contract import RESERVED_ENV
 from tests.support import DEBUG_EXAMPLE, DEBUG_RUN_SPECS, GCS_EXAMPLE, MLFLOW_EXAMPLE, RUN_SPECS
+from tests.yaml_readers import retyped_scalars
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE_GOLDEN = os.environ.get("CAJAJEJO_UPDATE_GOLDEN") == "1"
@@ -210,13 +213,11 @@ def test_missing_template_dir_is_a_user_error(tmp_path: Path) -> None:
 
 # --- Properties: no user string can change the structure -------------------------------------------------
 
-free_text = st.text(max_size=40)
+# Text the config accepts in free-text fields: anything but what looks like a credential (refused by design).
+free_text = st.text(max_size=40).filter(lambda s: credential_in_value(s) is None)
 non_blank = free_text.filter(lambda s: s.strip() != "")
 env_names = st.text(string.ascii_uppercase + "_", min_size=1, max_size=12).filter(
-    lambda n: (
-        n not in {"JOB_NAME"}
-        and not {"TOKEN", "PASSWORD", "PASSWD", "SECRET", "APIKEY", "CREDENTIALS", "PRIVATE"} & set(n.split("_"))
-    )
+    lambda n: n not in RESERVED_ENV and not is_credential_name(n)
 )
 # A comment line in the config file: any printable text that YAML does not treat as a line break.
 comment_text = st.text(
@@ -238,7 +239,7 @@ comment_text = st.text(
             and not looks_like_credential_option(a.split("=", 1)[0])
         )
     ),
-    tracking_uri=non_blank.filter(lambda u: "@" not in u and "[" not in u and "]" not in u),
+    tracking_uri=non_blank.filter(lambda u: credential_in_url(u) is None and "#" not in u and not urlsplit_problem(u)),
     env=st.dictionaries(env_names, free_text, max_size=3),
     comment=comment_text,
     provenance_path=free_text,
@@ -276,7 +277,9 @@ def test_free_text_round_trips_and_never_restructures(
         RenderOptions(job_name="eval-prop"),
     )
 
-    documents = list(yaml.safe_load_all(plan.to_yaml()))
+    written = plan.to_yaml()
+    assert retyped_scalars(written) == []  # kubectl's YAML 1.1 reader sees the same types
+    documents = list(yaml.safe_load_all(written))
     assert [(d["kind"], d["metadata"]["name"]) for d in documents] == [
         ("Job", "eval-prop"),
         ("ConfigMap", "eval-prop"),

@@ -10,18 +10,13 @@ import git
 import pytest
 import yaml
 
-from cajajejo.backends.kubernetes import APPLY_PATCH, FIELD_MANAGER
-from tests.standins.kubernetes_api import KubernetesApiStandin
+from cajajejo.backends.kubernetes import APPLY_PATCH, FIELD_MANAGER, MERGE_PATCH
+from tests.standins.http import Request
+from tests.standins.kubernetes_api import JobStart, KubernetesApiStandin
 from tests.support import run_cli
 
 CONFIG = "jobs/evaluation/example.mlflow.job_config.yml"
 SPECS = "jobs/evaluation/app/run_specs.conf"
-
-
-@pytest.fixture
-def in_repo(jobs_repo: git.Repo, monkeypatch: pytest.MonkeyPatch) -> git.Repo:
-    monkeypatch.chdir(jobs_repo.working_tree_dir or ".")
-    return jobs_repo
 
 
 def _submit(*extra: str) -> tuple[int, str, str]:
@@ -35,23 +30,51 @@ def _job_name(stdout: str) -> str:
     return stdout.split()[1]
 
 
-def test_submit_applies_job_then_owned_configmap(in_repo: git.Repo, kube_standin: KubernetesApiStandin) -> None:
+def _writes(requests: list[Request]) -> list[str]:
+    """The write requests, as 'METHOD path [dry run]'."""
+    return [
+        f"{r.method} {r.path}" + (" [dry run]" if r.query.get("dryRun") == "All" else "")
+        for r in requests
+        if r.method != "GET"
+    ]
+
+
+def test_submit_checks_everything_then_makes_the_job_suspended_and_resumes_it_last(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin
+) -> None:
     code, out, err = _submit()
     assert code == 0, err
     name = _job_name(out)
-    patches = [r for r in kube_standin.requests if r.method == "PATCH"]
-    assert [r.path for r in patches] == [
-        "/apis/storage.k8s.io/v1/storageclasses/ssd",  # the example asks for its scratch class
-        f"/apis/batch/v1/namespaces/default/jobs/{name}",
-        f"/api/v1/namespaces/default/configmaps/{name}",
+    jobs, job_path = "/apis/batch/v1/namespaces/default/jobs", f"/apis/batch/v1/namespaces/default/jobs/{name}"
+    storage_class = "/apis/storage.k8s.io/v1/storageclasses/ssd"  # the example asks for its scratch class
+    configmap = f"/api/v1/namespaces/default/configmaps/{name}"
+    first = kube_standin.requests[0]
+    assert (first.method, first.path) == ("GET", job_path)  # is the name free?
+    assert _writes(kube_standin.requests) == [
+        f"POST {jobs} [dry run]",
+        f"PATCH {storage_class} [dry run]",
+        f"PATCH {configmap} [dry run]",
+        f"POST {jobs}",
+        f"PATCH {storage_class}",
+        f"PATCH {configmap}",
+        f"PATCH {job_path}",
     ]
-    for request in patches:
+    creates = [r for r in kube_standin.requests if r.method == "POST"]
+    for request in creates:
+        assert request.query["fieldManager"] == FIELD_MANAGER
+        assert json.loads(request.body)["spec"]["suspend"] is True
+    applies = [r for r in kube_standin.requests if r.method == "PATCH" and r.path != job_path]
+    for request in applies:
         assert request.headers["Content-Type"] == APPLY_PATCH
         assert request.query["fieldManager"] == FIELD_MANAGER
-        assert "dryRun" not in request.query
     job = kube_standin.objects[("Job", "default", name)]
-    configmap = kube_standin.objects[("ConfigMap", "default", name)]
-    assert configmap["metadata"]["ownerReferences"] == [
+    resume = kube_standin.requests[-1]
+    assert resume.headers["Content-Type"] == MERGE_PATCH
+    assert json.loads(resume.body) == {"metadata": {"uid": job["metadata"]["uid"]}, "spec": {"suspend": False}}
+    assert kube_standin.job_starts == [JobStart(name, "default", missing_configmaps=())]
+    assert job["spec"]["suspend"] is False
+    configmap_object = kube_standin.objects[("ConfigMap", "default", name)]
+    assert configmap_object["metadata"]["ownerReferences"] == [
         {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job["metadata"]["uid"]}
     ]
     sha = in_repo.head.commit.hexsha
@@ -60,7 +83,7 @@ def test_submit_applies_job_then_owned_configmap(in_repo: git.Repo, kube_standin
     assert env["CONFIG_PATH_GIT_REPO"] == CONFIG
     assert env["HELM_CONFIG_PATH_GIT_REPO"] == SPECS
     assert job["metadata"]["labels"]["cajajejo/config-version"] == sha[:12]
-    assert configmap["metadata"]["labels"]["cajajejo/config-version"] == sha[:12]
+    assert configmap_object["metadata"]["labels"]["cajajejo/config-version"] == sha[:12]
     assert f"cajajejo logs {name}" in out
 
 
@@ -71,7 +94,7 @@ def test_the_token_travels_only_in_the_header_and_no_secret_value_is_sent(
     assert code == 0, err
     for request in kube_standin.requests:
         assert b"standin-token" not in request.body
-    job_body = json.loads(next(r.body for r in kube_standin.requests if "/jobs/" in r.path))
+    job_body = json.loads(next(r.body for r in kube_standin.requests if r.method == "POST"))
     env = job_body["spec"]["template"]["spec"]["containers"][0]["env"]
     token = next(e for e in env if e["name"] == "MLFLOW_TRACKING_TOKEN")
     assert token == {
@@ -87,10 +110,13 @@ def test_resubmitting_the_same_spec_changes_nothing(
     code, out, err = _submit("--kubernetes-job-spec-output-path", str(spec))
     assert code == 0, err
     before = copy.deepcopy(kube_standin.objects)
+    sent = len(kube_standin.requests)
     again = run_cli("jobs", "evaluation", "submit-job", "--job-spec-path", str(spec))
     assert again.exit_code == 0, again.stderr
     assert kube_standin.objects == before
     assert _job_name(again.stdout) == _job_name(out)
+    assert "already submitted (same inputs and commit): nothing changed" in again.stdout.splitlines()[0]
+    assert [r.method for r in kube_standin.requests[sent:]] == ["GET"]  # only the look-up
 
 
 def test_dry_run_sends_dry_run_and_creates_nothing(in_repo: git.Repo, kube_standin: KubernetesApiStandin) -> None:
@@ -98,13 +124,16 @@ def test_dry_run_sends_dry_run_and_creates_nothing(in_repo: git.Repo, kube_stand
     assert code == 0, err
     assert "dry run, nothing created" in out
     assert kube_standin.objects == {}
-    assert all(r.query.get("dryRun") == "All" for r in kube_standin.requests if r.method == "PATCH")
+    assert kube_standin.job_starts == []
+    writes = [r for r in kube_standin.requests if r.method != "GET"]
+    assert len(writes) == 3  # the Job, its scratch StorageClass and its ConfigMap
+    assert all(r.query.get("dryRun") == "All" for r in writes)
 
 
 def test_a_dirty_tree_is_refused_before_any_request(in_repo: git.Repo, kube_standin: KubernetesApiStandin) -> None:
     Path("README.md").write_text("dirty\n")
     code, _, err = _submit()
-    assert code == 1
+    assert code == 2  # the user's to fix, like any input mistake
     assert err.startswith("error: refusing to submit from a dirty git tree")
     assert "README.md" in err
     assert kube_standin.requests == []
@@ -125,7 +154,9 @@ def test_a_config_version_that_is_not_head_is_refused(in_repo: git.Repo, kube_st
     assert code == 0, err
 
 
-def test_a_storage_class_is_applied_first(in_repo: git.Repo, kube_standin: KubernetesApiStandin) -> None:
+def test_a_storage_class_is_made_before_the_job_is_resumed(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin
+) -> None:
     config = Path(CONFIG)
     data = yaml.safe_load(config.read_text())
     data["compute_config"]["scratch"] = {"size": "20Gi", "storage_class": "fast", "provision_storage_class": {}}
@@ -134,37 +165,44 @@ def test_a_storage_class_is_applied_first(in_repo: git.Repo, kube_standin: Kuber
     in_repo.index.commit("provision a class")
     code, _, err = _submit()
     assert code == 0, err
-    kinds = [r.path.split("/")[-2] for r in kube_standin.requests if r.method == "PATCH"]
-    assert kinds == ["storageclasses", "jobs", "configmaps"]
+    made = [r for r in kube_standin.requests if r.method != "GET" and "dryRun" not in r.query]
+    kinds = [r.path.split("/")[-2] if r.method == "PATCH" else r.path.split("/")[-1] for r in made]
+    assert kinds == ["jobs", "storageclasses", "configmaps", "jobs"]  # create (suspended), apply, apply, resume
     assert kube_standin.objects[("StorageClass", None, "fast")]["parameters"] == {"type": "pd-balanced"}
 
 
 @pytest.mark.parametrize(
-    ("status", "reason", "message", "expected"),
+    ("method", "kind", "status", "reason", "message", "expected"),
     [
-        (422, "Invalid", 'Job.batch "x" is invalid: spec.template: Required value', "rejected the object as invalid"),
-        (403, "Forbidden", 'jobs.batch is forbidden: User "me" cannot patch', "you are not allowed to do this"),
-        (409, "Conflict", "Apply failed with 1 conflict", "another manager owns these fields"),
-        (500, "InternalError", "etcd\nis sad", "the API server answered 500"),
+        ("POST", "Job", 422, "Invalid", 'Job.batch "x" is invalid: spec.template: Required', "rejected the object"),
+        ("POST", "Job", 403, "Forbidden", 'jobs.batch is forbidden: User "me" cannot create', "you are not allowed"),
+        ("PATCH", "ConfigMap", 409, "Conflict", "Apply failed with 1 conflict", "another manager owns these fields"),
+        ("POST", "Job", 500, "InternalError", "etcd\nis sad", "the API server answered 500"),
     ],
 )
 def test_api_errors_are_one_clear_line(
     in_repo: git.Repo,
     kube_standin: KubernetesApiStandin,
+    method: str,
+    kind: str,
     status: int,
     reason: str,
     message: str,
     expected: str,
 ) -> None:
-    kube_standin.fail_next("PATCH", r"/apis/batch/v1/.*", status, reason, message)
+    path = {"Job": r"/apis/batch/v1/.*", "ConfigMap": r"/api/v1/namespaces/default/configmaps/.*"}[kind]
+    kube_standin.fail_next(method, path, status, reason, message)
     code, _, err = _submit()
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith("error: cannot apply Job eval-pythia-")
+    verb = "create" if method == "POST" else "apply"
+    assert lines[0].startswith(f"error: cannot {verb} {kind} eval-pythia-")
     assert expected in lines[0]
     assert " ".join(message.split()) in lines[0]
+    assert lines[0].endswith("; nothing was created (refused in the server's dry run)")
     assert "Traceback" not in err
+    assert kube_standin.objects == {}
 
 
 def test_a_missing_namespace_is_named(in_repo: git.Repo, kube_standin: KubernetesApiStandin) -> None:

@@ -79,7 +79,7 @@ def test_submit_task_refuses_a_dirty_tree_in_one_line(jobs_repo: git.Repo, kube_
     result = invoke(
         "submit-evaluation-job", "jobs/evaluation/debug.job_config.yml", "jobs/evaluation/app/debug.conf", cwd=root
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # the user's to fix: commit, or pass --allow-dirty-repo
     assert result.stderr.strip().startswith("error: refusing to submit from a dirty git tree")
     assert "Traceback" not in result.stderr
     assert kube_standin.requests == []
@@ -153,7 +153,7 @@ def test_build_and_push_refuses_a_dirty_tree_and_bad_tags(jobs_repo: git.Repo, f
     (root / "evaluation.Dockerfile").write_text("FROM scratch\n")
     env = {"CAJAJEJO_REGISTRY": "europe-west4-docker.pkg.dev/p/jobs"}
     dirty = invoke("build-and-push-job-image", "evaluation", cwd=root, env=env)
-    assert dirty.returncode == 1
+    assert dirty.returncode == 2
     assert "refusing to build an image from a dirty git tree" in dirty.stderr
     jobs_repo.index.add(["evaluation.Dockerfile"])
     jobs_repo.index.commit("image")

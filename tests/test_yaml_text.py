@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cajajejo.render.yaml_text import YamlText, dump_documents, load_documents, only_yaml_text, to_yaml
+from tests.yaml_readers import retyped_scalars
 
 HOSTILE = [
     'a"b\\c',
@@ -52,6 +53,50 @@ def test_any_value_round_trips_through_the_filter(value: Any) -> None:
 @given(st.lists(st.dictionaries(st.text(), values, min_size=1), min_size=1, max_size=3))
 def test_any_documents_round_trip_through_the_dumper(documents: list[dict[str, Any]]) -> None:
     assert load_documents(dump_documents(documents)) == documents
+
+
+# Strings that YAML 1.1 readers (kubectl's) or YAML 1.2 readers take for bools or numbers when plain.
+LOOKALIKES = [
+    "y",
+    "Y",
+    "n",
+    "N",
+    "yes",
+    "off",
+    "On",
+    "1e3",
+    "1E3",
+    "0o17",
+    "123456789e12",
+    "1e-400",
+    "0.1.0",
+    "12:30",
+    "0x1F",
+    "0b101",
+    ".inf",
+    "-.Inf",
+    ".NaN",
+    "~",
+    "null",
+    "2026-11-26",
+    "<<",
+    "=",
+    "+1",
+    "-1",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", LOOKALIKES)
+def test_strings_other_readers_would_retype_are_quoted(text: str) -> None:
+    written = dump_documents([{"labels": {"v": text}, "env": [{"name": text, "value": text}]}])
+    assert retyped_scalars(written) == []
+    assert load_documents(written) == [{"labels": {"v": text}, "env": [{"name": text, "value": text}]}]
+
+
+@given(st.lists(st.dictionaries(st.text(max_size=12), values, min_size=1), min_size=1, max_size=3))
+def test_no_string_is_read_as_another_type_by_a_yaml_1_1_reader(documents: list[dict[str, Any]]) -> None:
+    assert retyped_scalars(dump_documents(documents)) == []
 
 
 def test_multiline_text_is_written_as_a_literal_block() -> None:

@@ -10,6 +10,18 @@ from dataclasses import dataclass
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+MAX_LINE = 300  # an error line longer than this is cut: a person reads the start, and values are echoed short
+
+
+def printable(text: str) -> str:
+    """`text` with every character that could break or fake a line (newlines, controls, U+2028...) escaped."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def shortened(text: str, limit: int = MAX_LINE) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -22,10 +34,21 @@ class Problem:
     line: int | None = None  # 1-based
 
     def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        # One line, whatever a file name, a key or an echoed value holds: no user text can start a
+        # second line that looks like ours.
+        where = printable(self.source) if self.line is None else f"{printable(self.source)}:{self.line}"
         if self.field:
-            where = f"{where}: {self.field}"
-        return f"{where}: {self.message}"
+            where = f"{where}: {printable(self.field)}"
+        return shortened(f"{where}: {printable(self.message)}", MAX_LINE - len("error: "))
+
+
+def quoted(value: object, limit: int = 60) -> str:
+    """`value` as it may be echoed in an error: its repr (escapes included), shortened to about `limit`."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str | bytes | list | dict) else ""
+    return text[: limit - 1] + "…" + size
 
 
 def one_line(value: object, limit: int = 500) -> str:

@@ -27,12 +27,13 @@ def atomic_writer(path: str | Path) -> Iterator[TextIO]:
     target = Path(path)
     if target.is_dir():
         raise CajajejoError(f"{target}: is a directory; give a file name for the output")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise CajajejoError(f"{target}: cannot write here: {exc.strerror or exc}") from None
-    try:
+    temporary: str | None = None
+    try:  # one try from the file's creation on, so that an interrupt at any point removes it
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise CajajejoError(f"{target}: cannot write here: {exc.strerror or exc}") from None
         # mkstemp creates the file 0600; give it the mode a plain open() would have given it.
         os.fchmod(fd, _mode_for(target))
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -41,7 +42,8 @@ def atomic_writer(path: str | Path) -> Iterator[TextIO]:
             os.fsync(handle.fileno())
         os.replace(temporary, target)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
         raise
 
 

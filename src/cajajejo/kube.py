@@ -109,6 +109,8 @@ def parse_quantity(value: str) -> Decimal | None:
 
 
 def _suffix_factor(suffix: str | None) -> Decimal:
-    if suffix is not None and len(suffix) > 1 and suffix[0] in "eE":  # '1e3'; a lone 'E' is exa
-        return Decimal(10) ** int(suffix[1:])
-    return _SUFFIX_FACTOR[suffix]
+    if suffix in _SUFFIX_FACTOR:  # the SI suffixes, 'Ei' (exbi) and a lone 'E' (exa) included
+        return _SUFFIX_FACTOR[suffix]
+    assert suffix is not None, "a missing suffix is in the table"
+    assert suffix[0] in "eE", suffix  # the regex allows nothing else
+    return Decimal(10) ** int(suffix[1:])  # a decimal exponent: '1e3', '5E-2'

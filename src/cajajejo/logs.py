@@ -6,8 +6,10 @@ cluster when one is set) and always carries an explicit lower timestamp bound: w
 so no argument can add a term.
 
 Entries are yielded one at a time, so memory stays flat however many there are. When a page fails
-with a transient error (429, 5xx, a dropped connection) the reader waits and asks again from the
-last timestamp it has, skipping the entries it already gave out; `--follow` polls the same way.
+with a transient error (408, 429 or 5xx; a connection refused, reset, timed out, or broken off in
+the middle of the answer) the reader waits and asks for the same page again: nothing of a failed
+page was given out, so every entry arrives once. `--follow` polls from the last timestamp it has,
+skipping the entries it already gave out.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ PAGE_SIZE = 1000
 
 class LogReadError(CajajejoError):
     """Cloud Logging could not be read; the message says why and what to do."""
+
+
+class IncompleteResponse(Exception):
+    """A successful answer without the JSON object the API always sends: its body was cut off unnoticed."""
 
 
 def lower_bound(shift_unit: str, shift_amount: int, now: datetime | None = None) -> datetime:
@@ -126,21 +132,6 @@ class RetryPolicy:
         self.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not secrets
 
 
-def _transient_errors() -> tuple[type[BaseException], ...]:
-    import requests
-    from google.api_core import exceptions
-
-    return (
-        exceptions.TooManyRequests,
-        exceptions.InternalServerError,
-        exceptions.BadGateway,
-        exceptions.ServiceUnavailable,
-        exceptions.GatewayTimeout,
-        requests.exceptions.ConnectionError,
-        requests.exceptions.Timeout,
-    )
-
-
 def read_entries(
     client: Client,
     query: LogQuery,
@@ -151,40 +142,13 @@ def read_entries(
     page_size: int = PAGE_SIZE,
 ) -> Iterator[dict[str, Any]]:
     """Yield the job's entries oldest first, as Cloud Logging's JSON; with `follow`, keep polling."""
-    from google.api_core import exceptions
-
     retry = retry or RetryPolicy()
-    transient = _transient_errors()
     newest: str | None = None  # timestamp of the newest entry given out, as the API wrote it
     seen_at_newest: set[str] = set()  # their insert ids: a --follow poll starts at `newest` and skips these
     filter_ = query.filter()
     page_token: str | None = None  # a page token only holds for the filter it came with
-    failures = 0
     while True:
-        try:
-            response = _list_page(client, filter_, page_size, page_token)
-        except transient as exc:
-            failures += 1
-            if failures >= retry.attempts:
-                raise LogReadError(
-                    f"Cloud Logging kept failing ({_describe(exc)}) after {failures} attempts; try again later"
-                ) from exc
-            retry.wait(failures)
-            continue  # the same page again
-        except exceptions.Forbidden as exc:
-            raise LogReadError(
-                f"not allowed to read logs in project {client.project} ({_describe(exc)}); "
-                "you need roles/logging.viewer there"
-            ) from exc
-        except exceptions.Unauthorized as exc:
-            raise LogReadError(
-                f"Cloud Logging refused the credentials ({_describe(exc)}); run `gcloud auth application-default login`"
-            ) from exc
-        except exceptions.NotFound as exc:
-            raise LogReadError(f"project {client.project} not found in Cloud Logging ({_describe(exc)})") from exc
-        except exceptions.GoogleAPICallError as exc:
-            raise LogReadError(f"Cloud Logging rejected the request: {_describe(exc)}") from exc
-        failures = 0
+        response = _page_with_retries(client, filter_, page_size, page_token, retry)
         for entry in response.get("entries", ()):
             timestamp, insert_id = entry.get("timestamp"), entry.get("insertId")
             if timestamp == newest and insert_id in seen_at_newest:
@@ -199,6 +163,77 @@ def read_entries(
                 return
             retry.sleep(poll_interval_s)
             filter_ = query.filter(newest)
+
+
+def _page_with_retries(
+    client: Client, filter_: str, page_size: int, page_token: str | None, retry: RetryPolicy
+) -> dict[str, Any]:
+    """One page, asked for again after each transient failure, up to `retry.attempts` failures in a row.
+
+    A page is parsed only once it has arrived whole, so a failed page gave out no entry and asking
+    for it again (same filter, same token) can neither lose nor repeat one.
+    """
+    failures = 0
+    while True:
+        try:
+            return _list_page(client, filter_, page_size, page_token)
+        except Exception as exc:
+            if not _is_transient(exc):
+                refusal = _refusal(exc, client.project)
+                if refusal is None:
+                    raise
+                raise refusal from exc
+            failures += 1
+            if failures >= retry.attempts:
+                raise LogReadError(
+                    f"Cloud Logging kept failing ({_describe(exc)}) after {failures} attempts; try again later"
+                ) from exc
+            retry.wait(failures)
+
+
+def _is_transient(exc: Exception) -> bool:
+    """Whether asking again may well succeed: the service was busy, or the connection let us down."""
+    from google.api_core import exceptions
+
+    if isinstance(exc, exceptions.GoogleAPICallError):
+        code = exc.code
+        # 501 says the request itself is not supported; every other 5xx is the service's passing trouble.
+        return isinstance(code, int) and (code in (408, 429) or (500 <= code < 600 and code != 501))
+    return isinstance(exc, _transport_errors())
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    import requests
+    from google.auth.exceptions import TransportError
+
+    return (
+        requests.exceptions.ConnectionError,  # refused, reset or closed before the answer; timed out mid-body
+        requests.exceptions.Timeout,
+        requests.exceptions.ChunkedEncodingError,  # closed in the middle of the body (urllib3's IncompleteRead)
+        requests.exceptions.ContentDecodingError,  # a compressed body cut off
+        requests.exceptions.JSONDecodeError,  # a body without a length, cut off: it reads as truncated JSON
+        IncompleteResponse,
+        TransportError,  # refreshing the access token met the same network trouble
+    )
+
+
+def _refusal(exc: Exception, project: str) -> LogReadError | None:
+    """What to tell the user when Cloud Logging answered no; None for errors that are not answers."""
+    from google.api_core import exceptions
+
+    if isinstance(exc, exceptions.Forbidden):
+        return LogReadError(
+            f"not allowed to read logs in project {project} ({_describe(exc)}); you need roles/logging.viewer there"
+        )
+    if isinstance(exc, exceptions.Unauthorized):
+        return LogReadError(
+            f"Cloud Logging refused the credentials ({_describe(exc)}); run `gcloud auth application-default login`"
+        )
+    if isinstance(exc, exceptions.NotFound):
+        return LogReadError(f"project {project} not found in Cloud Logging ({_describe(exc)})")
+    if isinstance(exc, exceptions.GoogleAPICallError):
+        return LogReadError(f"Cloud Logging rejected the request: {_describe(exc)}")
+    return None
 
 
 def _list_page(client: Client, filter_: str, page_size: int, page_token: str | None) -> dict[str, Any]:
@@ -217,17 +252,45 @@ def _list_page(client: Client, filter_: str, page_size: int, page_token: str | N
     if page_token:
         body["pageToken"] = page_token
     connection = client._connection
-    response: dict[str, Any] = connection.api_request(  # type: ignore[no-untyped-call]
+    response: Any = connection.api_request(  # type: ignore[no-untyped-call]
         method="POST", path="/entries:list", data=body
     )
+    if not isinstance(response, dict):  # an empty body comes back as b"", not as an error
+        raise IncompleteResponse("the answer had no JSON object")
     return response
 
 
 def _describe(exc: BaseException) -> str:
+    import requests
+
+    if isinstance(exc, requests.exceptions.RequestException | IncompleteResponse):
+        return f"{_transport_trouble(exc)}: {one_line(_innermost(exc), 200)}"
     code = getattr(exc, "code", None)
     message = getattr(exc, "message", None) or str(exc)
     text = one_line(message)
     return f"{int(code)} {text}" if isinstance(code, int) else text
+
+
+def _transport_trouble(exc: BaseException) -> str:
+    import requests
+
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "connection failed"
+    return "connection broken in the middle of the answer"
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The error that requests and urllib3 wrapped: they nest it in `args` or `reason`, not `__cause__`."""
+    for _ in range(8):  # wrappers nest a few levels deep; never loop on an odd cycle
+        reason = getattr(exc, "reason", None)
+        inner = reason if isinstance(reason, BaseException) else None
+        inner = inner or next((arg for arg in reversed(exc.args) if isinstance(arg, BaseException)), None)
+        if inner is None:
+            return exc
+        exc = inner
+    return exc
 
 
 def format_entry(entry: dict[str, Any]) -> str:

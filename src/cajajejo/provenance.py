@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cajajejo.errors import CajajejoError, Problem, UserInputError
+from cajajejo.errors import EXIT_BAD_INPUT, CajajejoError, Problem, UserInputError
 from cajajejo.render.plan import Provenance
 
 if TYPE_CHECKING:
@@ -24,7 +24,12 @@ _LISTED_AT_MOST = 10
 
 
 class DirtyRepositoryError(CajajejoError):
-    """The tree has changes that the job would not be able to name by a commit."""
+    """The tree has changes that the job would not be able to name by a commit.
+
+    The user's to fix (commit, or pass --allow-dirty-repo), so it exits 2 like any other input mistake.
+    """
+
+    exit_code = EXIT_BAD_INPUT
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,9 @@ def repository_path(repo: git.Repo, path: Path) -> str:
 def head_sha(repo: git.Repo) -> str:
     try:
         return repo.head.commit.hexsha
-    except ValueError:  # an unborn branch: `git init` without a commit
-        raise CajajejoError(
-            f"the repository at {repo.working_tree_dir} has no commits yet; commit the job files first"
+    except ValueError:  # an unborn branch: `git init` without a commit; as for a dirty tree, the user's to fix
+        raise UserInputError(
+            Problem(str(repo.working_tree_dir), "the repository has no commits yet; commit the job files first")
         ) from None
 
 

@@ -1,7 +1,13 @@
-"""Submitting evaluation jobs: git gate, render, optionally save the spec, apply to the cluster.
+"""Submitting evaluation jobs: git gate, render, optionally save the spec, send to the cluster.
 
 Both the `cajajejo jobs evaluation submit-job` command and `invoke submit-evaluation-job` call the
 functions here, so the two entry points cannot drift apart.
+
+A job's name is never reused for other work. When a Job of the plan's name already exists, the
+backend says whether it is this same submission (same inputs and provenance: nothing changes) or not.
+If not, a name cajajejo generated during this submission is drawn again (a few times at most); a name
+the user chose (with `parse-job --job-name`, or fixed in a saved spec) is refused, since only the user
+can pick another.
 """
 
 from __future__ import annotations
@@ -12,17 +18,33 @@ from typing import Any
 
 import yaml
 
-from cajajejo.backends.kubernetes import AppliedObject, KubernetesCluster, load_api_client
-from cajajejo.config.loader import load_evaluation_config
-from cajajejo.config.run_specs import load_run_specs
+from cajajejo.backends.kubernetes import (
+    AppliedObject,
+    ClusterError,
+    JobNameTaken,
+    KubernetesCluster,
+    SubmitOutcome,
+    load_api_client,
+)
+from cajajejo.config.loader import LoadedConfig, load_evaluation_config
+from cajajejo.config.run_specs import RunSpecs, load_run_specs
 from cajajejo.config.source import read_text_file
 from cajajejo.errors import Problem, UserInputError, one_line
 from cajajejo.files import write_text_atomically
 from cajajejo.provenance import provenance_for
 from cajajejo.render.names import check_dns_label
-from cajajejo.render.plan import LABEL_PREFIX, Plan, RenderOptions, manifest_problems, render_evaluation_plan
+from cajajejo.render.plan import (
+    LABEL_PREFIX,
+    Plan,
+    Provenance,
+    RenderOptions,
+    manifest_problems,
+    render_evaluation_plan,
+)
 from cajajejo.render.yaml_text import load_documents
 from cajajejo.settings import Settings, load_settings
+
+GENERATED_NAME_ATTEMPTS = 3  # two generated names rarely meet; a few fresh draws settle it
 
 
 @dataclass(frozen=True)
@@ -32,9 +54,24 @@ class Submission:
     server: str
     dry_run: bool
     warnings: tuple[Problem, ...] = ()
+    already_submitted: bool = False  # the same job (same inputs and provenance) was there: nothing sent
 
 
-def render_for_submission(
+@dataclass(frozen=True)
+class CheckedInputs:
+    """A job's inputs, past the git gate and validated, with how to render them."""
+
+    loaded: LoadedConfig
+    run_specs: RunSpecs
+    provenance: Provenance
+    options: RenderOptions
+
+    def render(self) -> Plan:
+        """The job's plan; without a chosen name, each call draws a new generated one."""
+        return render_evaluation_plan(self.loaded, self.run_specs, self.provenance, self.options)
+
+
+def check_inputs(
     config: Path,
     helm_config: Path,
     *,
@@ -42,8 +79,8 @@ def render_for_submission(
     allow_dirty: bool = False,
     namespace: str | None = None,
     config_version: str | None = None,
-) -> tuple[Plan, tuple[Problem, ...]]:
-    """Check the tree, then render the job stamped with its commit; `config_version` must match HEAD."""
+) -> CheckedInputs:
+    """Check the tree and load the inputs, stamped with the commit; `config_version` must match HEAD."""
     provenance = provenance_for(config, helm_config, allow_dirty=allow_dirty)
     if config_version is not None and not _same_commit(provenance.config_version, config_version):
         raise UserInputError(
@@ -53,14 +90,12 @@ def render_for_submission(
                 "check out that commit or leave the option out",
             )
         )
-    loaded = load_evaluation_config(config)
-    plan = render_evaluation_plan(
-        loaded,
+    return CheckedInputs(
+        load_evaluation_config(config),
         load_run_specs(helm_config),
         provenance,
         render_options(settings, namespace=namespace),
     )
-    return plan, loaded.warnings
 
 
 def render_options(settings: Settings, **options: Any) -> RenderOptions:
@@ -115,9 +150,9 @@ def _in_namespace(document: Any, namespace: str) -> Any:
     return {**document, "metadata": {**document.get("metadata", {}), "namespace": namespace}}
 
 
-def apply(plan: Plan, *, settings: Settings, dry_run: bool = False) -> tuple[tuple[AppliedObject, ...], str]:
-    cluster = KubernetesCluster(load_api_client(settings.get("kube_context")))
-    return tuple(cluster.apply_plan(plan.documents, dry_run=dry_run)), cluster.server
+def connect(settings: Settings) -> KubernetesCluster:
+    """The cluster of the settings' kube context (default: the kubeconfig's current one)."""
+    return KubernetesCluster(load_api_client(settings.get("kube_context")))
 
 
 def submit_evaluation_job(
@@ -131,9 +166,12 @@ def submit_evaluation_job(
     config_version: str | None = None,
     settings: Settings | None = None,
 ) -> Submission:
-    """Git gate, render, save the spec when asked (before sending, so it exists even if sending fails), apply."""
+    """Git gate, render, save the spec when asked (before sending, so it exists even if sending fails), send.
+
+    The job's name is generated here, so a name that turns out to be taken is drawn again.
+    """
     settings = settings or load_settings()
-    plan, warnings = render_for_submission(
+    inputs = check_inputs(
         config,
         helm_config,
         settings=settings,
@@ -141,10 +179,32 @@ def submit_evaluation_job(
         namespace=namespace,
         config_version=config_version,
     )
-    if spec_output_path is not None:
-        write_text_atomically(spec_output_path, plan.to_yaml())
-    applied, server = apply(plan, settings=settings, dry_run=dry_run)
-    return Submission(plan, applied, server, dry_run, warnings)
+    plan = inputs.render()  # before the cluster is reached: mistakes in the inputs come first
+    cluster = connect(settings)
+    taken: list[str] = []
+    while True:
+        if spec_output_path is not None:
+            write_text_atomically(spec_output_path, plan.to_yaml())
+        outcome = _unless_taken(cluster, plan, dry_run)
+        if outcome is not None:
+            return _submission(plan, outcome, cluster, dry_run, inputs.loaded.warnings)
+        taken.append(plan.job_name)
+        if len(taken) == GENERATED_NAME_ATTEMPTS:
+            raise ClusterError(
+                f"cannot submit: the generated job names {', '.join(taken)} are all taken in namespace "
+                f"{plan.namespace}; submit again, or render with parse-job --job-name and submit that spec"
+            )
+        plan = inputs.render()
+
+
+def _unless_taken(cluster: KubernetesCluster, plan: Plan, dry_run: bool) -> SubmitOutcome | None:
+    """Submit a plan whose name was drawn just now; None when a Job holds that name. Even a Job with the
+    same stamps counts as taken: a name drawn now was never used by this submission before."""
+    try:
+        outcome = cluster.submit(plan.documents, dry_run=dry_run)
+    except JobNameTaken:
+        return None
+    return None if outcome.already_submitted else outcome
 
 
 def submit_job_spec(
@@ -155,19 +215,41 @@ def submit_job_spec(
     dry_run: bool = False,
     settings: Settings | None = None,
 ) -> Submission:
+    """Send a saved spec. Its name was fixed when it was rendered, so a name taken by another job is refused."""
     settings = settings or load_settings()
     plan = load_job_spec(spec_path, config_version=config_version, namespace=namespace)
-    applied, server = apply(plan, settings=settings, dry_run=dry_run)
-    return Submission(plan, applied, server, dry_run)
+    cluster = connect(settings)
+    try:
+        outcome = cluster.submit(plan.documents, dry_run=dry_run)
+    except JobNameTaken as taken:
+        raise UserInputError(Problem(str(spec_path), f"{taken}; {_another_name(taken)}")) from None
+    return _submission(plan, outcome, cluster, dry_run)
+
+
+def _another_name(taken: JobNameTaken) -> str:
+    advice = "render it with another --job-name"
+    if taken.made_by_cajajejo:  # deleting is for the user to decide, and only for jobs cajajejo made
+        advice += f", or delete that job first (cajajejo jobs delete {taken.name} --namespace {taken.namespace})"
+    return advice
+
+
+def _submission(
+    plan: Plan, outcome: SubmitOutcome, cluster: KubernetesCluster, dry_run: bool, warnings: tuple[Problem, ...] = ()
+) -> Submission:
+    return Submission(plan, outcome.objects, cluster.server, dry_run, warnings, outcome.already_submitted)
 
 
 def describe(submission: Submission) -> list[str]:
     """What to tell the user after a submission: what went where, and how to follow it."""
     plan = submission.plan
-    verb = "validated by the cluster (dry run, nothing created)" if submission.dry_run else "submitted"
-    lines = [f"job {plan.job_name} {verb}: namespace {plan.namespace} at {submission.server}"]
-    lines += [f"  {obj.kind} {obj.name}" for obj in submission.applied]
-    if not submission.dry_run:
+    where = f"namespace {plan.namespace} at {submission.server}"
+    if submission.already_submitted:
+        lines = [f"job {plan.job_name} already submitted (same inputs and commit): nothing changed in {where}"]
+    else:
+        verb = "validated by the cluster (dry run, nothing created)" if submission.dry_run else "submitted"
+        lines = [f"job {plan.job_name} {verb}: {where}"]
+        lines += [f"  {obj.kind} {obj.name}" for obj in submission.applied]
+    if not submission.dry_run or submission.already_submitted:
         lines.append(f"follow its logs:  cajajejo logs {plan.job_name} --namespace {plan.namespace} --follow")
         lines.append(f"   or:            invoke get-job-logs {plan.job_name}")
         lines.append(f"see its state:    cajajejo jobs status {plan.job_name} --namespace {plan.namespace}")

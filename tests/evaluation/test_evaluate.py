@@ -113,7 +113,10 @@ def test_artifacts_hold_the_helm_output_and_both_configs(evaluation_run: Evaluat
 def test_the_job_output_says_where_results_are(evaluation_run: EvaluationRun, logged_run: LoggedRun) -> None:
     _, run = logged_run
     assert f"MLflow run {run.info.run_id} at {evaluation_run.tracking_uri} (device: cpu" in evaluation_run.stdout
-    assert "evaluating huggingface/model" in evaluation_run.stderr
+    steps = [line for line in evaluation_run.stderr.splitlines() if line.startswith("[")]
+    assert [step[:5] for step in steps] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
+    assert steps[1].startswith("[2/4] model: huggingface/model from ")
+    assert "Running simple_mcqa" in evaluation_run.stdout  # in a job, HELM's whole log goes to the job's log
 
 
 def test_the_model_is_fetched_once(evaluation_run: EvaluationRun) -> None:

@@ -3,7 +3,9 @@
 It parses the filter it receives (terms joined by AND; quoted strings with backslash escapes) and
 applies the terms cajajejo relies on: resource type, namespace, cluster, the job-name pod label and
 the timestamp bound. A term it does not understand is a 400, as an unexpected term would be a bug.
-Pages are `pageSize` entries long; `fail` lists request numbers that answer with an error status.
+Pages are `pageSize` entries long. Requests are numbered from 1: `fail` makes chosen ones answer with
+an error status, `drop` makes them break the connection (before the answer or in the middle of its
+body), and `hold` makes them wait until `release` is set, for a fetch caught in the middle.
 
 Run as a program (`python -m tests.standins.cloud_logging --entries N`) it serves N synthetic entries
 of one job and prints its address, for the benchmark.
@@ -15,12 +17,13 @@ import argparse
 import bisect
 import json
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.standins.http import Request, StandinServer, json_response
+from tests.standins.http import Drop, Dropped, Request, StandinServer, json_response
 
 JOB_LABEL = 'labels."k8s-pod/job-name"'
 _FIELDS = {
@@ -104,6 +107,10 @@ class CloudLoggingStandin:
         self._encoded: list[bytes] = []
         self._timestamps: list[str] = []
         self.fail: dict[int, int] = {}  # request number (1-based) -> HTTP status to answer with
+        self.drop: dict[int, Drop] = {}  # request number -> how its connection breaks
+        self.hold: set[int] = set()  # request numbers that wait for `release` before answering
+        self.holding = threading.Event()  # set when a held request starts waiting
+        self.release = threading.Event()
         self.filters: list[str] = []
         self.request_count = 0
         self.delay_s = 0.0
@@ -124,16 +131,27 @@ class CloudLoggingStandin:
         return self._server.requests
 
     def close(self) -> None:
+        self.release.set()
         self._server.close()
 
-    def _handle(self, request: Request) -> tuple[int, dict[str, str], bytes]:
+    def _handle(self, request: Request) -> tuple[int, dict[str, str], bytes | Dropped]:
         self.request_count += 1
+        number = self.request_count
         if self.delay_s:
             time.sleep(self.delay_s)
+        if number in self.hold:
+            self.holding.set()
+            self.release.wait(timeout=120)  # bounded, so a failed test cannot leave a thread waiting forever
+        status, headers, body = self._answer(request, number)
+        if number in self.drop:
+            return status, headers, Dropped(body, self.drop[number])
+        return status, headers, body
+
+    def _answer(self, request: Request, number: int) -> tuple[int, dict[str, str], bytes]:
         if request.method != "POST" or request.path != "/v2/entries:list":
             return json_response(404, {"error": {"code": 404, "message": f"no route {request.path}"}})
-        if self.request_count in self.fail:
-            status = self.fail[self.request_count]
+        if number in self.fail:
+            status = self.fail[number]
             return json_response(status, {"error": {"code": status, "message": "injected failure"}})
         body = request.json()
         self.filters.append(body.get("filter", ""))

@@ -137,8 +137,9 @@ def submit_job(
     """Submit an evaluation job to the cluster of the current kubeconfig context.
 
     Either give --job-spec-path, or --path-to-config and --path-to-helm-config to render from a clean
-    git tree (the commit is stamped into the job) and submit in one go. Submitting the same spec again
-    changes nothing (server-side apply).
+    git tree (the commit is stamped into the job) and submit in one go. The cluster checks every
+    object in a dry run before anything is made; a failure midway deletes what was made. Submitting
+    the same spec again changes nothing; a spec whose job name another job holds is refused.
     """
     from cajajejo import submission
 

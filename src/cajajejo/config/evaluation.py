@@ -6,13 +6,15 @@ write in YAML (`model_config` is spelled through an alias because pydantic reser
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
-from cajajejo import runtime_contract
+from cajajejo import kube, runtime_contract
+from cajajejo.config.credentials import credential_in_url, credential_in_value, is_credential_name, name_words
 from cajajejo.config.fields import (
     DnsLabel,
     DnsSubdomain,
@@ -25,6 +27,7 @@ from cajajejo.config.fields import (
     SecretKey,
     StrictModel,
 )
+from cajajejo.errors import quoted
 
 SUPPORTED_VERSIONS = ("v4",)
 
@@ -57,8 +60,9 @@ _SUITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _GS_URI = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](?:/.*)?", re.DOTALL)
 _MLFLOW_TAG_KEY = re.compile(r"[\w./ -]{1,250}")
-# Name segments that mark an environment variable as a credential (HF_TOKEN, DB_PASSWORD, ...).
-_SECRET_NAME_SEGMENTS = frozenset({"TOKEN", "PASSWORD", "PASSWD", "SECRET", "APIKEY", "CREDENTIALS", "PRIVATE"})
+INT32_MAX = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_USE_SECRET_ENV_HINT = "give it through kubernetes_config.secret_env (a Kubernetes Secret) instead"  # noqa: S105 - advice, not a password
 
 ScalarTag = str | int | float | bool
 
@@ -66,35 +70,42 @@ ScalarTag = str | int | float | bool
 def looks_like_credential_option(option: str) -> bool:
     """Whether a command-line option's name says it carries a credential (--api-key, --hf-token, ...).
 
-    helm.args land in a ConfigMap and in MLflow tags and params, where no credential may go.
+    helm.args land in a ConfigMap and in MLflow tags and params, where no credential may go. Any
+    option naming a key counts (HELM has none that is not a credential).
     """
-    return option.startswith("-") and bool((_SECRET_NAME_SEGMENTS | {"KEY"}) & _name_words(option))
+    return option.startswith("-") and (is_credential_name(option) or "KEY" in name_words(option))
 
 
-def _name_words(name: str) -> set[str]:
-    """The words of a name such as HF_TOKEN, db.password or --api-key, upper-cased."""
-    return set(name.strip("-").upper().replace("-", "_").replace(".", "_").split("_"))
+def _no_credential_in(value: str) -> str:
+    """`value` unless it looks like it holds a credential; the error never repeats the value."""
+    what = credential_in_value(value)
+    if what:
+        raise ValueError(f"looks like it holds a credential ({what}); {_USE_SECRET_ENV_HINT}")
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(_no_credential_in)]
 
 
 def _check_version(value: Any) -> Any:
     if value not in SUPPORTED_VERSIONS:
         supported = ", ".join(SUPPORTED_VERSIONS)
-        raise ValueError(f"unsupported config version {value!r}; this cajajejo reads version {supported}")
+        raise ValueError(f"unsupported config version {quoted(value)}; this cajajejo reads version {supported}")
     return value
 
 
 def _check_image(value: str) -> str:
     last = value.rsplit("/", 1)[-1]
     if "@" in value or ":" in last:
-        raise ValueError(f"{value!r} includes a tag or digest; put the repository here and the tag in image_tag")
+        raise ValueError(f"{quoted(value)} includes a tag or digest; put the repository here and the tag in image_tag")
     if not _IMAGE_REPOSITORY.fullmatch(value):
-        raise ValueError(f"{value!r} is not an image repository such as registry.example.com/team/evaluation")
+        raise ValueError(f"{quoted(value)} is not an image repository such as registry.example.com/team/evaluation")
     return value
 
 
 def _check_tag(value: str) -> str:
     if not IMAGE_TAG.fullmatch(value):
-        raise ValueError(f"{value!r} is not an image tag (letters, digits, '_', '.', '-'; at most 128)")
+        raise ValueError(f"{quoted(value)} is not an image tag (letters, digits, '_', '.', '-'; at most 128)")
     return value
 
 
@@ -104,6 +115,8 @@ def _check_tag_value(value: Any) -> Any:
     for item in items:
         if not isinstance(item, ScalarTag) or (isinstance(item, float) and item != item):
             raise ValueError("a tag value must be text, a number, true/false, or a list of those")
+        if isinstance(item, str):
+            _no_credential_in(item)
     return value
 
 
@@ -114,12 +127,13 @@ TagValue = Annotated[Any, AfterValidator(_check_tag_value)]
 
 
 def _check_helm_arg(arg: str) -> str:
+    _no_credential_in(arg)
     option = arg.split("=", 1)[0]
     if option in runtime_contract.HELM_OPTIONS_SET_BY_RUNTIME:
-        raise ValueError(f"{option!r} is set by cajajejo at run time; remove it from helm.args")
+        raise ValueError(f"{quoted(option)} is set by cajajejo at run time; remove it from helm.args")
     if looks_like_credential_option(option):
         raise ValueError(
-            f"{option!r} looks like it carries a credential; give credentials through "
+            f"{quoted(option)} looks like it carries a credential; give credentials through "
             "kubernetes_config.secret_env instead of helm.args"
         )
     return arg
@@ -127,9 +141,11 @@ def _check_helm_arg(arg: str) -> str:
 
 def _check_tag_name(key: str) -> str:
     if not _MLFLOW_TAG_KEY.fullmatch(key):
-        raise ValueError(f"tag name {key!r}: MLflow allows letters, digits, '_', '-', '.', '/' and spaces")
+        raise ValueError(f"tag name {quoted(key)}: MLflow allows letters, digits, '_', '-', '.', '/' and spaces")
     if key in runtime_contract.RESERVED_TAGS or key.startswith(("mlflow.", "cajajejo.")):
-        raise ValueError(f"tag name {key!r} is set by cajajejo itself; choose another name")
+        raise ValueError(f"tag name {quoted(key)} is set by cajajejo itself; choose another name")
+    if is_credential_name(key):
+        raise ValueError(f"tag name {quoted(key)} names a credential; MLflow tags are readable, {_USE_SECRET_ENV_HINT}")
     return key
 
 
@@ -146,7 +162,7 @@ def _check_env_name_is_free(name: str) -> str:
 
 
 def _check_not_a_credential_name(name: str) -> str:
-    if _SECRET_NAME_SEGMENTS & _name_words(name):
+    if is_credential_name(name):
         raise ValueError(f"{name} looks like a credential; move it to secret_env so its value stays in a Secret")
     return name
 
@@ -192,11 +208,15 @@ class ComputeConfig(StrictModel):
             if self.accelerator_count is not None:
                 raise ValueError("accelerator_count is set but accelerator is not; set both or neither")
         elif self.accelerator not in KNOWN_GKE_ACCELERATORS and not self.allow_custom_accelerator:
-            known = ", ".join(sorted(KNOWN_GKE_ACCELERATORS))
+            close = difflib.get_close_matches(self.accelerator, sorted(KNOWN_GKE_ACCELERATORS), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise ValueError(
-                f"unknown GKE accelerator {self.accelerator!r}; use one of {known}, "
-                "or set allow_custom_accelerator: true"
+                f"unknown GKE accelerator {quoted(self.accelerator)}; {hint}the README lists the known ones; "
+                "for another set allow_custom_accelerator: true"
             )
+        elif problem := kube.label_value_problem(self.accelerator):
+            # It becomes the value of the node selector label cloud.google.com/gke-accelerator.
+            raise ValueError(f"accelerator {quoted(self.accelerator)} is not a node label value: it {problem}")
         return self
 
     @property
@@ -215,9 +235,18 @@ class HelmConfig(StrictModel):
     def _suite_is_a_directory_name(cls, value: str) -> str:
         if not _SUITE.fullmatch(value) or value in (".", ".."):
             raise ValueError(
-                f"{value!r} must be a plain name (letters, digits, '.', '_', '-'): HELM makes a folder of it"
+                f"{quoted(value)} must be a plain name (letters, digits, '.', '_', '-'): HELM makes a folder of it"
             )
         return value
+
+
+def urlsplit_problem(value: str) -> str | None:
+    """Why Python cannot split `value` as a URL (e.g. an unclosed '[' of an IPv6 host), or None."""
+    try:
+        urlsplit(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 class MlflowConfig(StrictModel):
@@ -227,13 +256,15 @@ class MlflowConfig(StrictModel):
     @classmethod
     def _no_credentials(cls, value: str) -> str:
         # The URI lands in a ConfigMap and in MLflow tags: credentials belong in a Kubernetes Secret.
-        try:
-            netloc = urlsplit(value).netloc
-        except ValueError as exc:  # e.g. an unclosed '[' in an IPv6 host
-            raise ValueError(f"{value!r} is not a valid URI: {exc}") from None
-        if "@" in netloc:
+        # No message here repeats the URI: it may hold a password.
+        where = credential_in_url(value) or credential_in_value(value)
+        if where is None and urlsplit_problem(value):
+            raise ValueError(f"is not a valid URI ({urlsplit_problem(value)})")
+        if where is None and "#" in value:
+            where = "a URL with a fragment (#...)"
+        if where:
             raise ValueError(
-                "must not contain credentials; give them through kubernetes_config.secret_env "
+                f"must not contain credentials ({where}); give them through kubernetes_config.secret_env "
                 "(MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN)"
             )
         return value
@@ -250,7 +281,7 @@ class MlflowArtifact(StrictModel):
     @classmethod
     def _run_id_shape(cls, value: str) -> str:
         if not _RUN_ID.fullmatch(value):
-            raise ValueError(f"{value!r} is not an MLflow run id (e.g. 3969f731d3f74fd19cfed62a9aa26d69)")
+            raise ValueError(f"{quoted(value)} is not an MLflow run id (e.g. 3969f731d3f74fd19cfed62a9aa26d69)")
         return value
 
 
@@ -264,7 +295,7 @@ class ModelSource(StrictModel):
     @classmethod
     def _gs_uri_shape(cls, value: str | None) -> str | None:
         if value is not None and not _GS_URI.fullmatch(value):
-            raise ValueError(f"{value!r} is not a GCS URI such as gs://bucket/path/to/model")
+            raise ValueError(f"{quoted(value)} is not a GCS URI such as gs://bucket/path/to/model")
         return value
 
     @model_validator(mode="after")
@@ -276,18 +307,32 @@ class ModelSource(StrictModel):
 
 
 class TrackingConfig(StrictModel):
-    experiment_name: NonBlankText
-    description: str | None = None
-    run_name: str | None = None
+    experiment_name: Annotated[NonBlankText, AfterValidator(_no_credential_in)]
+    description: PlainText | None = None
+    run_name: PlainText | None = None
     tags: dict[TagName, TagValue] = Field(default_factory=dict)
 
 
 class Toleration(StrictModel):
+    """A pod toleration, with the rules the API server applies to it (core/v1 validation)."""
+
     key: LabelKey | None = None
     operator: Literal["Exists", "Equal"] = "Equal"
     value: LabelValue | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = Field(default=None, ge=0)
+    toleration_seconds: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
+
+    @model_validator(mode="after")
+    def _as_the_api_server_checks(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise ValueError("value must be empty when operator is Exists; remove value or use operator: Equal")
+        if not self.key and self.operator != "Exists":
+            raise ValueError("a toleration without key tolerates every taint only with operator: Exists; set key")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError(
+                "toleration_seconds needs effect: NoExecute (it is how long a NoExecute taint is tolerated)"
+            )
+        return self
 
 
 class SecretRef(StrictModel):
@@ -303,19 +348,20 @@ class KubernetesConfig(StrictModel):
     namespace: DnsLabel | None = None  # None: from settings, else "default"
     service_account: DnsSubdomain | None = None
     job_name_prefix: DnsLabel | None = None  # at most 20 characters, so that names stay <= 63
-    ttl_seconds_after_finished: int | None = Field(default=1800, ge=0)
+    # Bounds as the API server has them: int32 for the first two, int64 for the deadline.
+    ttl_seconds_after_finished: int | None = Field(default=1800, ge=0, le=INT32_MAX)
     backoff_limit: int = Field(default=3, ge=0, le=100)
-    active_deadline_seconds: int | None = Field(default=None, ge=1)
+    active_deadline_seconds: int | None = Field(default=None, ge=1, le=INT64_MAX)
     node_selector: dict[NodeSelectorKey, LabelValue] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
-    env: dict[PlainEnvName, str] = Field(default_factory=dict)
+    env: dict[PlainEnvName, PlainText] = Field(default_factory=dict)
     secret_env: dict[UserEnvName, SecretRef] = Field(default_factory=dict)
 
     @field_validator("job_name_prefix")
     @classmethod
     def _prefix_leaves_room_for_words(cls, prefix: str | None) -> str | None:
         if prefix is not None and len(prefix) > 20:
-            raise ValueError(f"{prefix!r} is {len(prefix)} characters long; at most 20 leave room for the words")
+            raise ValueError(f"{quoted(prefix)} is {len(prefix)} characters long; at most 20 leave room for the words")
         return prefix
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 from cajajejo import kube
+from cajajejo.errors import quoted
 
 
 class StrictModel(BaseModel):
@@ -21,7 +22,7 @@ def _rule(problem_of: Callable[[str], str | None]) -> AfterValidator:
     def check(value: str) -> str:
         problem = problem_of(value)
         if problem:
-            raise ValueError(f"{value!r} {problem}")
+            raise ValueError(f"{quoted(value)} {problem}")
         return value
 
     return AfterValidator(check)
@@ -45,9 +46,9 @@ def _number_to_text(value: Any) -> Any:
 def _positive_quantity(value: str) -> str:
     amount = kube.parse_quantity(value)
     if amount is None:
-        raise ValueError(f"{value!r} is not a Kubernetes quantity; write e.g. 4, 500m, 16Gi or 512Mi")
+        raise ValueError(f"{quoted(value)} is not a Kubernetes quantity; write e.g. 4, 500m, 16Gi or 512Mi")
     if amount <= 0:
-        raise ValueError(f"{value!r} must be greater than zero")
+        raise ValueError(f"{quoted(value)} must be greater than zero")
     return value
 
 
@@ -57,7 +58,7 @@ Quantity = Annotated[str, BeforeValidator(_number_to_text), AfterValidator(_posi
 def _relative_path(value: str) -> str:
     parts = PurePosixPath(value).parts
     if not value or value.startswith("/") or "\\" in value or "\x00" in value or ".." in parts:
-        raise ValueError(f"{value!r} must be a relative path inside the artifact (no leading '/', no '..')")
+        raise ValueError(f"{quoted(value)} must be a relative path inside the artifact (no leading '/', no '..')")
     return value
 
 

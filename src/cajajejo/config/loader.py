@@ -10,9 +10,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from cajajejo.config.credentials import credential_in_value
 from cajajejo.config.evaluation import EvaluationJobConfig
 from cajajejo.config.source import Loc, YamlDocument, dotted_path, parse_yaml, read_text_file
-from cajajejo.errors import Problem, UserInputError
+from cajajejo.errors import Problem, UserInputError, quoted
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -86,30 +87,41 @@ def _message(model: type[BaseModel], error: ErrorDetails, loc: Loc) -> str:
         return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
     if kind == "string_type" and isinstance(error["input"], int | float | bool):
         # YAML read an unquoted 007 as 7, `yes` as true: the original text is lost, so ask for quotes.
-        return f"expected text but YAML read {error['input']!r}; put the value in quotes"
+        return f"expected text but YAML read {_short(error['input'])}; put the value in quotes"
     if kind == "literal_error":
         return f"{_short(error['input'])} is not allowed; {error['msg'].replace('Input should be', 'use')}"
     return f"{error['msg']} (got {_short(error['input'])})"
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if isinstance(value, str) and credential_in_value(value):
+        return "a value that looks like a credential (not shown)"
+    return quoted(value)
 
 
 def _allowed_fields(model: type[BaseModel], loc: Loc) -> list[str]:
     """Field names (as written in YAML) of the model found at `loc`, for did-you-mean hints."""
     current: Any = model
-    for part in loc:
+    parts = list(loc)
+    while parts:
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return []
-        info = next((f for n, f in current.model_fields.items() if (f.alias or n) == part), None)
+        info = next((f for n, f in current.model_fields.items() if (f.alias or n) == parts[0]), None)
         if info is None:
             return []
+        parts.pop(0)
+        if _is_container(info.annotation) and parts:
+            parts.pop(0)  # the list index or dict key of the item the problem is in
         current = _model_in(info.annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return [f.alias or n for n, f in current.model_fields.items()]
     return []
+
+
+def _is_container(annotation: Any) -> bool:
+    """Whether the field holds its model in a list or dict (`list[X]`, `dict[str, X] | None`, ...)."""
+    origins = {getattr(arg, "__origin__", None) for arg in (*getattr(annotation, "__args__", ()), annotation)}
+    return bool(origins & {list, dict})
 
 
 def _model_in(annotation: Any) -> Any:

@@ -3,6 +3,7 @@
 PyYAML's composer gives every node a start mark; we walk the node tree once to index
 field paths to line numbers, so validation errors can say `file:line: field.path: ...`.
 The same walk rejects duplicate keys, which PyYAML would otherwise silently resolve to the last one.
+Aliases and deep nesting are refused before that walk (see `yaml_limits`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from cajajejo.errors import Problem, UserInputError, one_line
+from cajajejo.errors import Problem, UserInputError, one_line, quoted
+from cajajejo.yaml_limits import MAX_DEPTH, shape_problem
 
 # A ConfigMap holds at most 1 MiB, so no input file can usefully be larger.
 MAX_INPUT_BYTES = 1024 * 1024
@@ -72,6 +74,9 @@ def parse_yaml(text: str, name: str) -> YamlDocument:
         node = loader.get_single_node()
         if node is None:
             return YamlDocument(name, text, None)
+        shape = shape_problem(node)
+        if shape is not None:
+            raise UserInputError(Problem(name, shape.message, line=shape.line))
         lines: dict[Loc, int] = {}
         problems: list[Problem] = []
         _index(loader, node, (), lines, problems, name)
@@ -80,8 +85,16 @@ def parse_yaml(text: str, name: str) -> YamlDocument:
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         raise UserInputError(_syntax_problem(exc, text, name)) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow anywhere (NUL, other controls)
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        line = text.count("\n", 0, exc.position) + 1
+        raise UserInputError(
+            Problem(name, f"not valid YAML: character U+{code:04X} is not allowed in YAML; remove it", line=line)
+        ) from None
     except yaml.YAMLError as exc:
         raise UserInputError(Problem(name, f"not valid YAML: {one_line(exc, 200)}")) from None
+    except RecursionError:  # PyYAML's pure-Python composer recurses (libyaml's, used when present, does not)
+        raise UserInputError(Problem(name, f"nested more than {MAX_DEPTH} levels deep")) from None
     finally:
         loader.dispose()
     return YamlDocument(name, text, data, lines)
@@ -133,8 +146,13 @@ def _index(loader: Any, node: yaml.Node, loc: Loc, lines: dict[Loc, int], proble
 
 
 def dotted_path(loc: Loc) -> str:
-    """`("helm", "args", 2)` -> `helm.args[2]`."""
+    """`("helm", "args", 2)` -> `helm.args[2]`; a key with odd characters is quoted: `env['A\\nB']`."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not (isinstance(part, str) and part.isprintable() and 0 < len(part) <= 60):
+            out += f"[{quoted(part)}]"
+        else:
+            out += f".{part}" if out else part
     return out

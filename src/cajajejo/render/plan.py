@@ -19,7 +19,7 @@ from cajajejo.config.loader import LoadedConfig
 from cajajejo.config.run_specs import RunSpecs
 from cajajejo.errors import Problem, RenderedManifestError, UserInputError
 from cajajejo.kube import dns1123_subdomain_problem
-from cajajejo.render.checks import semantic_problems
+from cajajejo.render.checks import MAX_CONFIGMAP_BYTES, semantic_problems
 from cajajejo.render.environment import template_environment
 from cajajejo.render.names import check_dns_label, generate_job_name
 from cajajejo.render.schema import DEFAULT_KUBERNETES_VERSION, resolve_version, schema_problems
@@ -97,13 +97,14 @@ def render_evaluation_plan(
     else:
         namespace = k8s.namespace or check_dns_label(options.default_namespace, "setting namespace")
     resolve_version(options.kubernetes_version)  # a bad version is the user's error, before any rendering
+    _check_inputs_fit_a_configmap(loaded, run_specs)
     context = _template_context(config, job_name, namespace, provenance, loaded.text, run_specs.text)
     context["job"]["service_account"] = k8s.service_account or _checked_default_service_account(options)
 
     template = template_environment(options.template_dir).get_template(ENTRY_TEMPLATE)
     try:
         rendered = template.render(context)
-        documents = load_documents(rendered)
+        documents = load_documents(rendered, trusted=True)
     except Exception as exc:  # a bug in a template (ours or a user's override): say where, not a traceback
         raise RenderedManifestError(f"rendering {ENTRY_TEMPLATE} failed: {exc} ({_BLAME})") from exc
 
@@ -115,6 +116,20 @@ def render_evaluation_plan(
             f"the rendered manifests are invalid ({_BLAME}):\n" + "\n".join(f"  {p}" for p in problems)
         )
     return Plan(job_name, namespace, tuple(documents))
+
+
+def _check_inputs_fit_a_configmap(loaded: LoadedConfig, run_specs: RunSpecs) -> None:
+    """The two input files travel in one ConfigMap: too large together is the user's to fix, before rendering."""
+    files = {runtime_contract.EVAL_CONFIG_FILE: loaded.text, runtime_contract.RUN_SPECS_FILE: run_specs.text}
+    size = sum(len(name.encode()) + len(text.encode()) for name, text in files.items())
+    if size > MAX_CONFIGMAP_BYTES:
+        raise UserInputError(
+            Problem(
+                f"{loaded.path} + {run_specs.path}",
+                f"together {size} bytes; the job's ConfigMap holds at most {MAX_CONFIGMAP_BYTES}: "
+                "make them smaller (e.g. split the run specs over several jobs)",
+            )
+        )
 
 
 def _checked_default_service_account(options: RenderOptions) -> str | None:

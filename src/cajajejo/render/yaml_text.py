@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from cajajejo.yaml_limits import MAX_DEPTH, shape_problem
+
 
 class YamlText(str):
     """Text already turned into YAML by `to_yaml`; the only kind of value a template may output."""
@@ -88,18 +90,61 @@ class _BlockTextDumper(_BaseDumper):  # type: ignore[misc, valid-type]
         return True
 
 
+# Words that some YAML reader takes for a bool or null when unquoted: YAML 1.1 (Go's yaml.v2, which
+# kubectl uses) reads y/n/on/off as bools; PyYAML's own resolver does not know y and n.
+_NOT_TEXT_WORDS = frozenset({"y", "yes", "n", "no", "true", "false", "on", "off", "null", "~"})
+# Plain (unquoted) text starts with a letter, '_', '/' or a '-' before a letter or '-' (paths and
+# options): numbers, timestamps, sexagesimals (1:30), octal and exponent forms (0o17, 1e3,
+# 123456789e12), versions like 0.1.0 (a float to YAML 1.1's regex), .inf/.nan, '<<' and '=' all start otherwise.
+_PLAIN_START = re.compile(r"[A-Za-z_/]|-[-A-Za-z_]")
+
+
+def plain_is_text(value: str) -> bool:
+    """Whether `value` written unquoted reads back as this string under YAML 1.1 and 1.2 alike."""
+    return bool(_PLAIN_START.match(value)) and value.lower() not in _NOT_TEXT_WORDS
+
+
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     # Multi-line text reads best as a literal block; the emitter falls back to quotes when it cannot.
-    style = "|" if "\n" in value else None
+    # Anything another YAML reader could take for a non-string is double-quoted: PyYAML's resolver
+    # would leave `y`, `1e3` or a commit SHA like `123456789e12` plain, and kubectl would then read a
+    # bool or a number where Kubernetes wants a string.
+    if "\n" in value:
+        style: str | None = "|"
+    elif not plain_is_text(value):
+        style = '"'
+    else:
+        style = None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
 _BlockTextDumper.add_representer(str, _represent_str)
 
 
-def load_documents(text: str) -> list[Any]:
-    """All documents of a multi-document YAML text, empty ones dropped."""
-    return [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
+def load_documents(text: str, *, trusted: bool = False) -> list[Any]:
+    """All documents of a multi-document YAML text, empty ones dropped.
+
+    Aliases and deep nesting are refused unless the text is `trusted`: our templates' own output,
+    where a list shared through an anchor is fine. A user's file never is.
+    """
+    loader = _Loader(text)
+    try:
+        documents = []
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            shape = None if trusted else shape_problem(node)
+            if shape is not None:
+                raise yaml.YAMLError(f"line {shape.line}: {shape.message}")
+            document = loader.construct_document(node)
+            if document is not None:
+                documents.append(document)
+        return documents
+    except RecursionError:  # PyYAML's pure-Python composer recurses (libyaml's does not)
+        raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
 
 
 def dump_documents(documents: Iterable[Any], header: str = "") -> str:
