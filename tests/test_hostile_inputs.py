@@ -263,3 +263,23 @@ def test_credential_values_are_refused_and_never_echoed(tmp_path: Path, change: 
     assert any(f": {field}: " in line for line in lines), lines
     assert not any(SECRET in line for line in lines), lines
     assert any("secret_env" in line for line in lines), lines
+
+
+def test_a_spec_too_large_for_client_side_apply_says_how_to_apply_it(tmp_path: Path) -> None:
+    # kubectl's client-side apply copies the ConfigMap into a 256 KiB annotation: past that it fails.
+    small = run_cli(*PARSE_JOB, DEBUG_EXAMPLE, DEBUG_RUN_SPECS, tmp_path / "small.yml")
+    assert "warning" not in small.stderr
+    path = _config(tmp_path, {"tracking_config.description": "x" * 300_000}, base=DEBUG_EXAMPLE)
+    result = run_cli(*PARSE_JOB, path, DEBUG_RUN_SPECS, tmp_path / "big.yml")
+    assert result.exit_code == 0, result.stderr
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert "more than plain `kubectl apply -f` can record" in warning
+    assert "kubectl apply --server-side -f" in warning
+
+
+def test_the_readme_lists_the_known_accelerators() -> None:
+    from cajajejo.config.evaluation import KNOWN_GKE_ACCELERATORS
+    from tests.support import REPO
+
+    readme = (REPO / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in KNOWN_GKE_ACCELERATORS)

@@ -45,16 +45,23 @@ def test_the_words_are_coolnames_lists() -> None:
 def test_a_seed_gives_the_name_coolname_gave(prefix: str | None) -> None:
     for seed in range(500):
         ours, theirs = random.Random(seed), random.Random(seed)
-        assert generate_job_name(prefix, ours) == _through_coolname(prefix, theirs), seed
-        assert ours.random() == theirs.random()  # and leaves the generator where coolname left it
+        words, suffix = generate_job_name(prefix, ours).rsplit("-", 1)
+        assert words == _through_coolname(prefix, theirs), seed
+        assert suffix == "".join(theirs.choice(names.SUFFIX_ALPHABET) for _ in range(4))
 
 
 def test_names_are_valid_labels_even_with_the_longest_words() -> None:
     for words in (word_list("adjective"), word_list("animal")):
         assert all(re.fullmatch(r"[a-z]{1,13}", word) for word in words)
-    longest = f"eval-{'p' * 20}-{max(word_list('adjective'), key=len)}-{max(word_list('animal'), key=len)}"
+    longest = f"eval-{'p' * 20}-{max(word_list('adjective'), key=len)}-{max(word_list('animal'), key=len)}-0000"
     assert len(longest) <= 63
-    assert re.fullmatch(r"eval-[a-z]+-[a-z]+", generate_job_name())
+    assert re.fullmatch(r"eval-[a-z]+-[a-z]+-[a-z0-9]{4}", generate_job_name())
+
+
+def test_there_are_enough_names_for_tens_of_thousands_of_jobs() -> None:
+    count = len(word_list("adjective")) * len(word_list("animal")) * len(names.SUFFIX_ALPHABET) ** names.SUFFIX_LENGTH
+    jobs = 50_000
+    assert jobs * jobs / (2 * count) < 0.01  # odds that any two of them share a name (birthday bound)
 
 
 def test_without_a_seed_names_differ() -> None:

@@ -94,16 +94,7 @@ def check_inputs(
         load_evaluation_config(config),
         load_run_specs(helm_config),
         provenance,
-        render_options(settings, namespace=namespace),
-    )
-
-
-def render_options(settings: Settings, **options: Any) -> RenderOptions:
-    """RenderOptions whose defaults for configs that name no namespace or service account come from settings."""
-    return RenderOptions(
-        default_namespace=settings.get("namespace") or "default",
-        default_service_account=settings.get("service_account"),
-        **options,
+        RenderOptions.from_settings(settings, namespace=namespace),
     )
 
 

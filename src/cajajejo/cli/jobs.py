@@ -28,13 +28,13 @@ def evaluation() -> None:
 )
 def validate_config(config: Path, helm_config: Path | None) -> None:
     """Check an evaluation job CONFIG (YAML) without rendering anything."""
-    from cajajejo.config.loader import load_evaluation_config
+    from cajajejo.config.loader import check_inputs_fit_a_configmap, load_evaluation_config
     from cajajejo.config.run_specs import load_run_specs
 
     loaded = load_evaluation_config(config)
     warn(loaded.warnings)
     if helm_config is not None:
-        load_run_specs(helm_config)
+        check_inputs_fit_a_configmap(loaded, load_run_specs(helm_config))
     click.echo(f"{config}: valid evaluation job config (version {loaded.config.version})")
 
 
@@ -42,7 +42,7 @@ def validate_config(config: Path, helm_config: Path | None) -> None:
 @click.argument("config", type=click.Path(path_type=Path))
 @click.argument("helm_config", type=click.Path(path_type=Path))
 @click.argument("output", type=click.Path(path_type=Path, allow_dash=True))
-@click.option("--job-name", help="Use this job name instead of a generated eval-<adjective>-<animal>.")
+@click.option("--job-name", help="Use this job name instead of a generated eval-<adjective>-<animal>-<4 characters>.")
 @click.option("--seed", type=int, help="Seed the generated job name, for repeatable output.")
 @click.option(
     "--namespace", help="Namespace of the Job and ConfigMap (default: the config's, else the namespace setting)."
@@ -78,10 +78,10 @@ def parse_job(
     from cajajejo.config.loader import load_evaluation_config
     from cajajejo.config.run_specs import load_run_specs
     from cajajejo.files import write_text_atomically
-    from cajajejo.render.plan import Provenance, render_evaluation_plan
+    from cajajejo.render.checks import client_side_apply_warnings
+    from cajajejo.render.plan import Provenance, RenderOptions, render_evaluation_plan
     from cajajejo.render.schema import DEFAULT_KUBERNETES_VERSION
     from cajajejo.settings import load_settings
-    from cajajejo.submission import render_options
 
     loaded = load_evaluation_config(config)
     run_specs = load_run_specs(helm_config)
@@ -90,7 +90,7 @@ def parse_job(
         loaded,
         run_specs,
         Provenance(config_version, config_path_in_repo, helm_config_path_in_repo),
-        render_options(
+        RenderOptions.from_settings(
             load_settings(),
             job_name=job_name,
             namespace=namespace,
@@ -100,6 +100,8 @@ def parse_job(
         ),
     )
     write_text_atomically(output, plan.to_yaml())
+    for note in client_side_apply_warnings(list(plan.documents)):
+        click.echo(f"warning: {note}", err=True)
     if str(output) != "-":
         click.echo(f"wrote {output}: job {plan.job_name} in namespace {plan.namespace}", err=True)
 

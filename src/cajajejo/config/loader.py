@@ -10,8 +10,10 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from cajajejo import kube, runtime_contract
 from cajajejo.config.credentials import credential_in_value
 from cajajejo.config.evaluation import EvaluationJobConfig
+from cajajejo.config.run_specs import RunSpecs
 from cajajejo.config.source import Loc, YamlDocument, dotted_path, parse_yaml, read_text_file
 from cajajejo.errors import Problem, UserInputError, quoted
 
@@ -35,6 +37,20 @@ def load_evaluation_config(path: str | Path) -> LoadedConfig:
     document = parse_yaml(read_text_file(path), name)
     config = validate_document(document, EvaluationJobConfig)
     return LoadedConfig(name, document.text, config, tuple(evaluation_warnings(config, document)))
+
+
+def check_inputs_fit_a_configmap(loaded: LoadedConfig, run_specs: RunSpecs) -> None:
+    """The two input files travel in one ConfigMap: too large together is the user's to fix, before rendering."""
+    files = {runtime_contract.EVAL_CONFIG_FILE: loaded.text, runtime_contract.RUN_SPECS_FILE: run_specs.text}
+    size = sum(len(name.encode()) + len(text.encode()) for name, text in files.items())
+    if size > kube.MAX_CONFIGMAP_BYTES:
+        raise UserInputError(
+            Problem(
+                f"{loaded.path} + {run_specs.path}",
+                f"together {size} bytes; the job's ConfigMap holds at most {kube.MAX_CONFIGMAP_BYTES}: "
+                "make them smaller (e.g. split the run specs over several jobs)",
+            )
+        )
 
 
 def validate_document(document: YamlDocument, model: type[M]) -> M:

@@ -6,13 +6,14 @@ The schema accepts a container without an image, an upper-case name, a malformed
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from cajajejo import kube
 
-MAX_CONFIGMAP_BYTES = 1024 * 1024
-MAX_ANNOTATION_BYTES = 256 * 1024
+MAX_CONFIGMAP_BYTES = kube.MAX_CONFIGMAP_BYTES
+MAX_ANNOTATION_BYTES = kube.MAX_ANNOTATION_BYTES
 _NAMESPACED_KINDS = {"Job", "ConfigMap"}
 _NAME_RULES: dict[str, Callable[[str], str | None]] = {
     "Job": kube.dns1123_label_problem,  # the name is also a pod label value, so a label, not a subdomain
@@ -51,6 +52,25 @@ def semantic_problems(documents: list[Any], *, job_name: str, namespace: str) ->
         where = f"Job {job['metadata'].get('name')}"
         problems += [f"{where}: {p}" for p in _job_problems(job, configmaps)]
     return problems
+
+
+def client_side_apply_warnings(documents: list[Any]) -> list[str]:
+    """Objects too large for plain `kubectl apply -f`, which copies each object into an annotation.
+
+    Client-side apply stores the object's JSON in `kubectl.kubernetes.io/last-applied-configuration`;
+    annotations hold at most 256 KiB in all, so a larger object is refused (`metadata.annotations: Too
+    long`). Server-side apply, which cajajejo uses, has no such copy.
+    """
+    warnings = []
+    for document in documents:
+        size = len(json.dumps(document, separators=(",", ":")).encode())
+        if size > MAX_ANNOTATION_BYTES:
+            kind, name = document.get("kind"), (document.get("metadata") or {}).get("name")
+            warnings.append(
+                f"{kind} {name} is {size} bytes, more than plain `kubectl apply -f` can record "
+                f"({MAX_ANNOTATION_BYTES}); apply it with `kubectl apply --server-side -f` or cajajejo submit-job"
+            )
+    return warnings
 
 
 def _metadata_problems(metadata: dict[str, Any], kind: str, namespace: str) -> list[str]:

@@ -15,15 +15,16 @@ from typing import Any
 
 from cajajejo import __version__, runtime_contract
 from cajajejo.config.evaluation import GKE_ACCELERATOR_LABEL, EvaluationJobConfig
-from cajajejo.config.loader import LoadedConfig
+from cajajejo.config.loader import LoadedConfig, check_inputs_fit_a_configmap
 from cajajejo.config.run_specs import RunSpecs
 from cajajejo.errors import Problem, RenderedManifestError, UserInputError
 from cajajejo.kube import dns1123_subdomain_problem
-from cajajejo.render.checks import MAX_CONFIGMAP_BYTES, semantic_problems
+from cajajejo.render.checks import semantic_problems
 from cajajejo.render.environment import template_environment
 from cajajejo.render.names import check_dns_label, generate_job_name
 from cajajejo.render.schema import DEFAULT_KUBERNETES_VERSION, resolve_version, schema_problems
 from cajajejo.render.yaml_text import dump_documents, load_documents
+from cajajejo.settings import Settings
 
 UNVERSIONED = "unversioned"
 UNKNOWN_PATH = "unknown"
@@ -63,6 +64,15 @@ class RenderOptions:
     template_dir: Path | None = None
     rng: random.Random | None = field(default=None, compare=False)  # pins the generated name in tests
 
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> RenderOptions:
+        """Options whose defaults for configs that name no namespace or service account come from settings."""
+        return cls(
+            default_namespace=settings.get("namespace") or DEFAULT_NAMESPACE,
+            default_service_account=settings.get("service_account"),
+            **options,
+        )
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -97,7 +107,7 @@ def render_evaluation_plan(
     else:
         namespace = k8s.namespace or check_dns_label(options.default_namespace, "setting namespace")
     resolve_version(options.kubernetes_version)  # a bad version is the user's error, before any rendering
-    _check_inputs_fit_a_configmap(loaded, run_specs)
+    check_inputs_fit_a_configmap(loaded, run_specs)
     context = _template_context(config, job_name, namespace, provenance, loaded.text, run_specs.text)
     context["job"]["service_account"] = k8s.service_account or _checked_default_service_account(options)
 
@@ -116,20 +126,6 @@ def render_evaluation_plan(
             f"the rendered manifests are invalid ({_BLAME}):\n" + "\n".join(f"  {p}" for p in problems)
         )
     return Plan(job_name, namespace, tuple(documents))
-
-
-def _check_inputs_fit_a_configmap(loaded: LoadedConfig, run_specs: RunSpecs) -> None:
-    """The two input files travel in one ConfigMap: too large together is the user's to fix, before rendering."""
-    files = {runtime_contract.EVAL_CONFIG_FILE: loaded.text, runtime_contract.RUN_SPECS_FILE: run_specs.text}
-    size = sum(len(name.encode()) + len(text.encode()) for name, text in files.items())
-    if size > MAX_CONFIGMAP_BYTES:
-        raise UserInputError(
-            Problem(
-                f"{loaded.path} + {run_specs.path}",
-                f"together {size} bytes; the job's ConfigMap holds at most {MAX_CONFIGMAP_BYTES}: "
-                "make them smaller (e.g. split the run specs over several jobs)",
-            )
-        )
 
 
 def _checked_default_service_account(options: RenderOptions) -> str | None:
