@@ -216,6 +216,7 @@ def test_an_unknown_key_in_a_list_item_lists_the_fields(tmp_path: Path) -> None:
 # --- Credentials never reach a manifest, a ConfigMap or MLflow, and are never echoed -------------------
 
 SECRET = "s3cr3t-Pa55w0rd-value"
+HF_TOKEN_BODY = "Ab12" * 8
 
 
 @pytest.mark.parametrize(
@@ -283,3 +284,18 @@ def test_the_readme_lists_the_known_accelerators() -> None:
 
     readme = (REPO / "README.md").read_text()
     assert all(f"`{name}`" in readme for name in KNOWN_GKE_ACCELERATORS)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"image": f"https://user:{SECRET}@registry.example.com/x"}, "image"),
+        ({"compute_config.memory": f"Bearer {SECRET}"}, "compute_config.memory"),
+        ({"kubernetes_config.namespace": f"hf_{HF_TOKEN_BODY}"}, "kubernetes_config.namespace"),
+    ],
+)
+def test_a_field_without_a_credential_rule_never_echoes_one(tmp_path: Path, change: dict[str, Any], field: str) -> None:
+    (line,) = _refused(_config(tmp_path, change))
+    assert f": {field}: (a value that looks like a credential, not shown)" in line
+    assert SECRET not in line
+    assert HF_TOKEN_BODY not in line

@@ -13,10 +13,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cajajejo.config.credentials import credential_in_url, credential_in_value, is_credential_name
 from cajajejo.config.evaluation import looks_like_credential_option, urlsplit_problem
 from cajajejo.config.loader import load_evaluation_config
 from cajajejo.config.run_specs import load_run_specs
+from cajajejo.credentials import credential_in_url, credential_in_value, is_credential_name
 from cajajejo.errors import RenderedManifestError, UserInputError
 from cajajejo.render.plan import Plan, Provenance, RenderOptions, render_evaluation_plan
 from cajajejo.runtime_contract import RESERVED_ENV

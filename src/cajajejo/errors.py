@@ -43,7 +43,15 @@ class Problem:
 
 
 def quoted(value: object, limit: int = 60) -> str:
-    """`value` as it may be echoed in an error: its repr (escapes included), shortened to about `limit`."""
+    """`value` as it may be echoed in an error: its repr (escapes included), shortened to about `limit`.
+
+    A string that looks like it holds a credential is never echoed: errors end up in terminals, CI
+    logs and issue trackers.
+    """
+    from cajajejo.credentials import credential_in_value
+
+    if isinstance(value, str) and credential_in_value(value):
+        return "(a value that looks like a credential, not shown)"
     text = repr(value)
     if len(text) <= limit:
         return text

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from cajajejo import kube, runtime_contract
-from cajajejo.config.credentials import credential_in_url, credential_in_value, is_credential_name, name_words
 from cajajejo.config.fields import (
     DnsLabel,
     DnsSubdomain,
@@ -27,6 +26,7 @@ from cajajejo.config.fields import (
     SecretKey,
     StrictModel,
 )
+from cajajejo.credentials import credential_in_url, credential_in_value, is_credential_name, name_words
 from cajajejo.errors import quoted
 
 SUPPORTED_VERSIONS = ("v4",)

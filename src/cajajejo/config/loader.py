@@ -11,7 +11,6 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from cajajejo import kube, runtime_contract
-from cajajejo.config.credentials import credential_in_value
 from cajajejo.config.evaluation import EvaluationJobConfig
 from cajajejo.config.run_specs import RunSpecs
 from cajajejo.config.source import Loc, YamlDocument, dotted_path, parse_yaml, read_text_file
@@ -103,16 +102,10 @@ def _message(model: type[BaseModel], error: ErrorDetails, loc: Loc) -> str:
         return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
     if kind == "string_type" and isinstance(error["input"], int | float | bool):
         # YAML read an unquoted 007 as 7, `yes` as true: the original text is lost, so ask for quotes.
-        return f"expected text but YAML read {_short(error['input'])}; put the value in quotes"
+        return f"expected text but YAML read {quoted(error['input'])}; put the value in quotes"
     if kind == "literal_error":
-        return f"{_short(error['input'])} is not allowed; {error['msg'].replace('Input should be', 'use')}"
-    return f"{error['msg']} (got {_short(error['input'])})"
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, str) and credential_in_value(value):
-        return "a value that looks like a credential (not shown)"
-    return quoted(value)
+        return f"{quoted(error['input'])} is not allowed; {error['msg'].replace('Input should be', 'use')}"
+    return f"{error['msg']} (got {quoted(error['input'])})"
 
 
 def _allowed_fields(model: type[BaseModel], loc: Loc) -> list[str]:
