@@ -209,3 +209,14 @@ def test_the_container_entry_point_offers_evaluate_and_test() -> None:
     commands = result.stdout.split("Commands:")[1].split()
     assert "evaluate" in commands
     assert "test" in commands
+
+
+def test_every_error_line_is_escaped_short_and_prefixed() -> None:
+    from cajajejo.errors import CajajejoError, error_lines
+
+    message = "cluster said: " + "x" * 1000 + "\nsecond\x1b[31m line\u2028third"
+    lines = error_lines(CajajejoError(message + "\n  continued\rline"))
+    assert lines[0].startswith("error: cluster said: ")
+    assert all(len(line) <= 300 for line in lines)
+    assert lines[1] == "error: second\\x1b[31m line\\u2028third"
+    assert lines[2] == "  continued\\rline"

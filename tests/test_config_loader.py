@@ -156,8 +156,8 @@ def test_directory_missing_file_and_binary(tmp_path: Path) -> None:
         ({"compute_config.accelerator_count": 2}, "accelerator_count is set but accelerator is not"),
         ({"helm.args": ["--suite", "x"]}, "'--suite' is set by cajajejo at run time"),
         ({"helm.args": ["--output-path=/tmp"]}, "'--output-path' is set by cajajejo at run time"),
-        ({"helm.args": ["--api-key", "sk-123"]}, "'--api-key' looks like it carries a credential"),
-        ({"helm.args": ["--hf-token=hf_x"]}, "'--hf-token' looks like it carries a credential"),
+        ({"helm.args": ["--api-key", "sk-123"]}, "helm.args[0]: this option looks like it carries a credential"),
+        ({"helm.args": ["--hf-token=hf_x"]}, "helm.args[0]: this option looks like it carries a credential"),
         ({"mlflow_config.tracking_uri": "https://me:pw@mlflow"}, "must not contain credentials"),
         ({"mlflow_config.tracking_uri": "http://[::1"}, "is not a valid URI"),
         ({"model_config.mlflow_artifact.artifact_path": "../x"}, "must be a relative path inside the artifact"),
@@ -230,7 +230,7 @@ def test_every_problem_of_a_block_is_reported_in_one_run(tmp_path: Path) -> None
     assert "kubernetes_config.secret_env.CONFIG_VERSION: CONFIG_VERSION is set by cajajejo" in joined
     assert "helm.args[0]: '--suite' is set by cajajejo at run time" in joined
     assert "helm.args[1]: expected text but YAML read 5" in joined
-    assert "helm.args[2]: '--api-key' looks like it carries a credential" in joined
+    assert "helm.args[2]: this option looks like it carries a credential" in joined
     assert "tracking_config.tags.mlflow.user: tag name 'mlflow.user' is set by cajajejo itself" in joined
     assert "tracking_config.tags.ok: a tag value must be text" in joined
     assert len(errors) == 9, joined

@@ -299,3 +299,61 @@ def test_a_field_without_a_credential_rule_never_echoes_one(tmp_path: Path, chan
     assert f": {field}: (a value that looks like a credential, not shown)" in line
     assert SECRET not in line
     assert HF_TOKEN_BODY not in line
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model_config": {"gs_uri": "gs://bucket/model?token=" + "x" * 10}},
+        {"model_config.mlflow_artifact.tokenizer_hf_repo": f"https://u:{SECRET}@hf.co/x"},
+        {"tracking_config.tags": {"db": f"u:{SECRET}@db:5432/x"}},
+        {"tracking_config.tags": {"jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJl"}},
+        {"kubernetes_config.env": {"OPENAI_KEY": "x"}},
+        {"kubernetes_config.env": {"DB_PASSPHRASE": "x"}},
+        {"kubernetes_config.env": {"STORAGE": f"DefaultEndpointsProtocol=https;AccountKey={SECRET};"}},
+        {"helm.args": [f"--token:{SECRET}"]},
+    ],
+)
+def test_credentials_in_any_field_are_refused_and_never_echoed(tmp_path: Path, change: dict[str, Any]) -> None:
+    base = DEBUG_EXAMPLE if "model_config" not in change else GCS_EXAMPLE
+    if "model_config.mlflow_artifact.tokenizer_hf_repo" in change:
+        base = DEBUG_EXAMPLE
+    lines = _refused(_config(tmp_path, change, base=base))
+    assert not any(SECRET in line for line in lines), lines
+
+
+def test_a_credential_in_a_comment_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "job.yml"
+    path.write_text(DEBUG_EXAMPLE.read_text() + f"# HF_TOKEN: hf_{HF_TOKEN_BODY}\n")
+    (line,) = _refused(path)
+    assert f"{path}:{len(DEBUG_EXAMPLE.read_text().splitlines()) + 1}: looks like it holds a credential" in line
+    assert HF_TOKEN_BODY not in line
+    specs = tmp_path / "r.conf"
+    specs.write_text(DEBUG_RUN_SPECS.read_text() + f"# Authorization: Bearer {SECRET}\n")
+    result = run_cli(*PARSE_JOB, DEBUG_EXAMPLE, specs, tmp_path / "out.yml")
+    assert result.exit_code == 2
+    assert SECRET not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"TOKENIZERS_PARALLELISM": "false", "MAX_TOKENS": "512", "PAD_TOKEN": "<pad>", "TOKEN_LIMIT": "8"},
+        {"PASS_THROUGH": "1", "AWS_S3_SIGNATURE_VERSION": "s3v4", "WANDB_PROJECT": "p", "HF_HOME": "/scratch/hf"},
+        {"NCCL_DEBUG": "INFO", "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True", "KEYRING": "x"},
+        {"GOOGLE_APPLICATION_CREDENTIALS": "/var/secrets/google/key.json", "SORT_KEY": "name"},
+        {"REPO": "git+ssh://git@github.com/org/repo.git", "SEARCH": "https://example.com/search?key=value&code=py"},
+    ],
+)
+def test_ordinary_ml_settings_are_not_mistaken_for_credentials(tmp_path: Path, env: dict[str, str]) -> None:
+    tags = {"pass_at_1": 0.5, "token_count": 10, "private": True, "auth_method": "none"}
+    path = _config(tmp_path, {"kubernetes_config.env": env, "tracking_config.tags": tags}, base=DEBUG_EXAMPLE)
+    result = run_cli(*VALIDATE, path)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_env_too_large_for_a_kubernetes_object_is_refused_in_the_config(tmp_path: Path) -> None:
+    # Copied into both containers, 1 MB of env makes a 2 MB Job, which the API server cannot store.
+    path = _config(tmp_path, {"kubernetes_config.env": {"A": "a" * 200_000, "B": "b" * 200_000}}, base=DEBUG_EXAMPLE)
+    (line,) = _refused(path)
+    assert "kubernetes_config: env holds 400002 bytes; at most 262144 fit" in line

@@ -20,13 +20,15 @@ _RULES = [
         "tag:yaml.org,2002:int",
         r"[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+"
         r"|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+"  # YAML 1.1, sexagesimal included
-        r"|0o[0-7]+",  # YAML 1.2
+        r"|0o[0-7]+"  # YAML 1.2
+        r"|[-+]_[0-9_]+",  # Go's yaml.v2 removes '_' before parsing a number
     ),
     (
         "tag:yaml.org,2002:float",
         r"[-+]?(?:[0-9][0-9_]*)?\.[0-9.]*(?:[eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*"
         r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"  # YAML 1.1
-        r"|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?",  # YAML 1.2 core
+        r"|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"  # YAML 1.2 core
+        r"|[-+]_[0-9_.eE+-]+",  # Go's yaml.v2 removes '_' before parsing a number
     ),
     ("tag:yaml.org,2002:null", r"~|null|Null|NULL|"),
     (

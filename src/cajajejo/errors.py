@@ -72,8 +72,15 @@ class CajajejoError(Exception):
 
 
 def error_lines(exc: CajajejoError) -> list[str]:
-    """What the user sees for `exc`: `error: ...` per line; indented lines continue the one above."""
-    return [line if line.startswith("  ") else f"error: {line}" for line in str(exc).splitlines()]
+    """What the user sees for `exc`: `error: ...` per line; indented lines continue the one above.
+
+    Every line is escaped and cut to MAX_LINE here too, whatever built the message (a cluster's or a
+    library's words may be long or hold line breaks).
+    """
+    return [
+        shortened(printable(line) if line.startswith("  ") else f"error: {printable(line)}")
+        for line in str(exc).split("\n")  # only our line breaks: U+2028, \r... are escaped, not split on
+    ]
 
 
 class UserInputError(CajajejoError):

@@ -12,6 +12,7 @@ from decimal import Decimal
 DNS1123_LABEL_MAX = 63
 MAX_CONFIGMAP_BYTES = 1024 * 1024  # data and binaryData together
 MAX_ANNOTATION_BYTES = 256 * 1024  # all annotations of one object together
+MAX_OBJECT_BYTES = 1_572_864  # what the API server's store (etcd's default request limit) takes per object
 DNS1123_SUBDOMAIN_MAX = 253
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")

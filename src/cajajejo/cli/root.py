@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 import click
 
 from cajajejo import __version__
-from cajajejo.errors import EXIT_FAILURE, CajajejoError, Problem, error_lines
+from cajajejo.errors import EXIT_FAILURE, MAX_LINE, CajajejoError, Problem, error_lines, printable, shortened
 
 
 class ErrorReportingGroup(click.Group):
@@ -26,8 +26,11 @@ class ErrorReportingGroup(click.Group):
         except CajajejoError as exc:
             _fail(ctx, error_lines(exc), exc.exit_code)
         except Exception as exc:
-            what = f"error: internal error: {type(exc).__name__}: {exc}"
-            _fail(ctx, [what if ctx.params.get("trace") else f"{what} (run with --trace for details)"], EXIT_FAILURE)
+            hint = "" if ctx.params.get("trace") else " (run with --trace for details)"
+            what = shortened(
+                f"error: internal error: {type(exc).__name__}: {printable(str(exc))}", MAX_LINE - len(hint)
+            )
+            _fail(ctx, [what + hint], EXIT_FAILURE)
 
 
 def _fail(ctx: click.Context, lines: list[str], exit_code: int) -> NoReturn:

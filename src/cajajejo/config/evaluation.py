@@ -61,6 +61,7 @@ _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _GS_URI = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](?:/.*)?", re.DOTALL)
 _MLFLOW_TAG_KEY = re.compile(r"[\w./ -]{1,250}")
 INT32_MAX = 2**31 - 1
+MAX_ENV_BYTES = 256 * 1024
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _USE_SECRET_ENV_HINT = "give it through kubernetes_config.secret_env (a Kubernetes Secret) instead"  # noqa: S105 - advice, not a password
 
@@ -131,9 +132,9 @@ def _check_helm_arg(arg: str) -> str:
     option = arg.split("=", 1)[0]
     if option in runtime_contract.HELM_OPTIONS_SET_BY_RUNTIME:
         raise ValueError(f"{quoted(option)} is set by cajajejo at run time; remove it from helm.args")
-    if looks_like_credential_option(option):
-        raise ValueError(
-            f"{quoted(option)} looks like it carries a credential; give credentials through "
+    if looks_like_credential_option(re.split(r"[=:]", arg, maxsplit=1)[0]):  # --token=x, --token:x
+        raise ValueError(  # not echoed: the option may hold the credential itself (--token:hf_...)
+            "this option looks like it carries a credential; give credentials through "
             "kubernetes_config.secret_env instead of helm.args"
         )
     return arg
@@ -369,6 +370,17 @@ class KubernetesConfig(StrictModel):
         both = set(self.env) & set(self.secret_env)
         if both:
             raise ValueError(f"{', '.join(sorted(both))} set in both env and secret_env; keep one")
+        return self
+
+    @model_validator(mode="after")
+    def _env_fits_in_a_job(self) -> KubernetesConfig:
+        # Each container of the Job gets a copy, and the API server stores an object of at most ~1.5 MiB.
+        size = sum(len(name.encode()) + len(value.encode()) for name, value in self.env.items())
+        if size > MAX_ENV_BYTES:
+            raise ValueError(
+                f"env holds {size} bytes; at most {MAX_ENV_BYTES} fit (each container of the Job gets a copy "
+                "and a Kubernetes object holds about 1.5 MiB): ship large values as files in the image or a volume"
+            )
         return self
 
 

@@ -14,6 +14,7 @@ from cajajejo import kube, runtime_contract
 from cajajejo.config.evaluation import EvaluationJobConfig
 from cajajejo.config.run_specs import RunSpecs
 from cajajejo.config.source import Loc, YamlDocument, dotted_path, parse_yaml, read_text_file
+from cajajejo.credentials import credential_lines
 from cajajejo.errors import Problem, UserInputError, quoted
 
 M = TypeVar("M", bound=BaseModel)
@@ -34,7 +35,16 @@ class LoadedConfig:
 def load_evaluation_config(path: str | Path) -> LoadedConfig:
     name = str(path)
     document = parse_yaml(read_text_file(path), name)
-    config = validate_document(document, EvaluationJobConfig)
+    try:
+        config = validate_document(document, EvaluationJobConfig)
+    except UserInputError as exc:
+        # Credentials anywhere in the file (comments too), on lines no field problem names already.
+        named = {problem.line for problem in exc.problems}
+        exc.problems += [p for p in credential_lines(document.text, name) if p.line not in named]
+        raise UserInputError(exc.problems) from None
+    leaks = credential_lines(document.text, name)
+    if leaks:
+        raise UserInputError(leaks)
     return LoadedConfig(name, document.text, config, tuple(evaluation_warnings(config, document)))
 
 

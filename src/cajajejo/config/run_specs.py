@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cajajejo.config.source import read_text_file
+from cajajejo.credentials import credential_lines
 from cajajejo.errors import Problem, UserInputError
 
 # An include would be read here, from this machine, and again in the container, where the included
@@ -61,6 +62,7 @@ def load_run_specs(path: str | Path) -> RunSpecs:
         if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
             problems.append(Problem(name, "`priority` must be a whole number", field=f"entries[{i}]"))
         descriptions.append(description)
+    problems += credential_lines(text, name)
     if problems:
         raise UserInputError(problems)
     return RunSpecs(name, text, tuple(descriptions))
@@ -91,7 +93,8 @@ _GAP = re.compile(r"(?:[ \t\n]|(?:#|//)[^\n]*)*")  # across lines
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _SEPARATOR = re.compile(r"[ \t]*[:=][ \t]*")
 _STRING = re.compile(r'"([^"\\\x00-\x1f\x7f]*)"')
-_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)(?=[ \t\n,}\]#]|//|\Z)")
+# At most 18 digits: an int64, and far below Python's 4300-digit limit on int(); longer numbers go to pyhocon.
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,17})(?=[ \t\n,}\]#]|//|\Z)")
 _BLANKS_AT_END = re.compile(r"[ \t]+\Z")
 _RESERVED_KEYS = frozenset({"include", "true", "false", "null", "yes", "no", "on", "off"})
 

@@ -93,6 +93,8 @@ def parse_yaml(text: str, name: str) -> YamlDocument:
         ) from None
     except yaml.YAMLError as exc:
         raise UserInputError(Problem(name, f"not valid YAML: {one_line(exc, 200)}")) from None
+    except (ValueError, OverflowError) as exc:  # a scalar YAML resolved but cannot build: 2026-13-45, 10**5000
+        raise UserInputError(Problem(name, f"not valid YAML: a value cannot be read ({one_line(exc, 120)})")) from None
     except RecursionError:  # PyYAML's pure-Python composer recurses (libyaml's, used when present, does not)
         raise UserInputError(Problem(name, f"nested more than {MAX_DEPTH} levels deep")) from None
     finally:

@@ -41,6 +41,9 @@ def semantic_problems(documents: list[Any], *, job_name: str, namespace: str) ->
         if problem:
             problems.append(f"{where}: metadata.name: {problem}")
         problems += [f"{where}: {p}" for p in _metadata_problems(document["metadata"], kind, namespace)]
+        size = len(json.dumps(document, separators=(",", ":")).encode())
+        if size > kube.MAX_OBJECT_BYTES:
+            problems.append(f"{where}: {size} bytes; the API server stores at most {kube.MAX_OBJECT_BYTES} per object")
         if kind == "ConfigMap":
             configmaps.add(name)
             problems += [f"{where}: {p}" for p in _configmap_problems(document)]

@@ -96,7 +96,7 @@ _NOT_TEXT_WORDS = frozenset({"y", "yes", "n", "no", "true", "false", "on", "off"
 # Plain (unquoted) text starts with a letter, '_', '/' or a '-' before a letter or '-' (paths and
 # options): numbers, timestamps, sexagesimals (1:30), octal and exponent forms (0o17, 1e3,
 # 123456789e12), versions like 0.1.0 (a float to YAML 1.1's regex), .inf/.nan, '<<' and '=' all start otherwise.
-_PLAIN_START = re.compile(r"[A-Za-z_/]|-[-A-Za-z_]")
+_PLAIN_START = re.compile(r"[A-Za-z_/]|-[-A-Za-z]")  # not "-_1": Go drops "_" from numbers
 
 
 def plain_is_text(value: str) -> bool:
