@@ -106,7 +106,7 @@ PLAIN = _hocon(
     separators=st.sampled_from([":", ": ", " : ", "=", " = ", "\t:\t"]),
     item_separators=st.sampled_from([",", "\n", ", ", ",\n", " # note\n", "// note\n", "\n\n", " ,\n  "]),
     gaps=st.sampled_from(["", " ", "\n", "\n  ", " # a # comment\n", "\t// c\n\t", "\n\n"]),
-    scalars=plain_strings | st.integers().map(str) | st.just("-0"),
+    scalars=plain_strings | st.integers(-(10**18) + 1, 10**18 - 1).map(str) | st.just("-0"),  # 18 digits at most
     unique_keys=True,
     ends=st.sampled_from(["", "\n", "  \n", " # note", "\n// note\n"]),  # not blanks alone: see _BLANKS_AT_END
 )

@@ -47,23 +47,25 @@ def test_submit_checks_everything_then_makes_the_job_suspended_and_resumes_it_la
     name = _job_name(out)
     jobs, job_path = "/apis/batch/v1/namespaces/default/jobs", f"/apis/batch/v1/namespaces/default/jobs/{name}"
     storage_class = "/apis/storage.k8s.io/v1/storageclasses/ssd"  # the example asks for its scratch class
-    configmap = f"/api/v1/namespaces/default/configmaps/{name}"
+    configmaps = "/api/v1/namespaces/default/configmaps"
     first = kube_standin.requests[0]
     assert (first.method, first.path) == ("GET", job_path)  # is the name free?
     assert _writes(kube_standin.requests) == [
         f"POST {jobs} [dry run]",
         f"PATCH {storage_class} [dry run]",
-        f"PATCH {configmap} [dry run]",
+        f"POST {configmaps} [dry run]",
         f"POST {jobs}",
         f"PATCH {storage_class}",
-        f"PATCH {configmap}",
+        f"POST {configmaps}",
         f"PATCH {job_path}",
     ]
     creates = [r for r in kube_standin.requests if r.method == "POST"]
     for request in creates:
         assert request.query["fieldManager"] == FIELD_MANAGER
+    for request in creates[::2]:  # the Job's, dry run and real
         assert json.loads(request.body)["spec"]["suspend"] is True
     applies = [r for r in kube_standin.requests if r.method == "PATCH" and r.path != job_path]
+    assert [r.path for r in applies] == [storage_class, storage_class]  # only the class, which jobs may share
     for request in applies:
         assert request.headers["Content-Type"] == APPLY_PATCH
         assert request.query["fieldManager"] == FIELD_MANAGER
@@ -116,7 +118,8 @@ def test_resubmitting_the_same_spec_changes_nothing(
     assert kube_standin.objects == before
     assert _job_name(again.stdout) == _job_name(out)
     assert "already submitted (same inputs and commit): nothing changed" in again.stdout.splitlines()[0]
-    assert [r.method for r in kube_standin.requests[sent:]] == ["GET"]  # only the look-up
+    # Only the look-up: the Job, and its ConfigMap, since a Job without it would be half-made.
+    assert [r.method for r in kube_standin.requests[sent:]] == ["GET", "GET"]
 
 
 def test_dry_run_sends_dry_run_and_creates_nothing(in_repo: git.Repo, kube_standin: KubernetesApiStandin) -> None:
@@ -167,7 +170,7 @@ def test_a_storage_class_is_made_before_the_job_is_resumed(
     assert code == 0, err
     made = [r for r in kube_standin.requests if r.method != "GET" and "dryRun" not in r.query]
     kinds = [r.path.split("/")[-2] if r.method == "PATCH" else r.path.split("/")[-1] for r in made]
-    assert kinds == ["jobs", "storageclasses", "configmaps", "jobs"]  # create (suspended), apply, apply, resume
+    assert kinds == ["jobs", "storageclasses", "configmaps", "jobs"]  # create (suspended), apply, create, resume
     assert kube_standin.objects[("StorageClass", None, "fast")]["parameters"] == {"type": "pd-balanced"}
 
 
@@ -176,7 +179,8 @@ def test_a_storage_class_is_made_before_the_job_is_resumed(
     [
         ("POST", "Job", 422, "Invalid", 'Job.batch "x" is invalid: spec.template: Required', "rejected the object"),
         ("POST", "Job", 403, "Forbidden", 'jobs.batch is forbidden: User "me" cannot create', "you are not allowed"),
-        ("PATCH", "ConfigMap", 409, "Conflict", "Apply failed with 1 conflict", "another manager owns these fields"),
+        ("PATCH", "StorageClass", 409, "Conflict", "Apply failed with 1 conflict", "another manager owns these"),
+        ("POST", "ConfigMap", 422, "Invalid", 'ConfigMap "x" is invalid: data: Too long', "rejected the object"),
         ("POST", "Job", 500, "InternalError", "etcd\nis sad", "the API server answered 500"),
     ],
 )
@@ -190,14 +194,19 @@ def test_api_errors_are_one_clear_line(
     message: str,
     expected: str,
 ) -> None:
-    path = {"Job": r"/apis/batch/v1/.*", "ConfigMap": r"/api/v1/namespaces/default/configmaps/.*"}[kind]
+    path = {
+        "Job": r"/apis/batch/v1/.*",
+        "ConfigMap": r"/api/v1/namespaces/default/configmaps",
+        "StorageClass": r"/apis/storage.k8s.io/v1/storageclasses/.*",
+    }[kind]
     kube_standin.fail_next(method, path, status, reason, message)
     code, _, err = _submit()
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     verb = "create" if method == "POST" else "apply"
-    assert lines[0].startswith(f"error: cannot {verb} {kind} eval-pythia-")
+    name = "ssd" if kind == "StorageClass" else "eval-pythia-"  # the example's scratch class, or the job's name
+    assert lines[0].startswith(f"error: cannot {verb} {kind} {name}")
     assert expected in lines[0]
     assert " ".join(message.split()) in lines[0]
     assert lines[0].endswith("; nothing was created (refused in the server's dry run)")

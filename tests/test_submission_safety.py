@@ -2,16 +2,19 @@
 
 Against the Kubernetes API stand-in, through the official client: name collisions (a saved spec's
 name, a generated name, a rival that takes the name between look-up and create), refusals in the
-server's dry run, failures after objects were made (rolled back), and parallel submissions.
+server's dry run, failures after objects were made (rolled back), a ConfigMap of the job's name that
+is someone else's, a job an interruption left half-made, SIGTERM, and parallel submissions.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import git
 import pytest
@@ -19,6 +22,7 @@ import yaml
 
 from cajajejo import submission
 from cajajejo.backends.kubernetes import ClusterError
+from cajajejo.errors import MAX_LINE
 from cajajejo.runtime_contract import EVAL_CONFIG_FILE
 from cajajejo.settings import load_settings
 from tests.standins.http import Request
@@ -188,10 +192,14 @@ def test_a_configmap_refused_by_a_policy_leaves_no_job(
     denial = kube_standin.refuse("ConfigMap", "eval-refused", policy="deny-cm")
     code, _, err = _submit_spec(_spec(tmp_path / "spec.yml", "eval-refused"))
     assert code == 1
-    assert err == (
-        "error: cannot apply ConfigMap eval-refused in namespace default: a policy of the cluster refused the "
-        f"object: {denial}; nothing was created (refused in the server's dry run)\n"
+    assert err.count("\n") == 1
+    # The server's words are cut to fit the line; what happened is kept whole, at its end.
+    assert err.startswith(
+        "error: cannot create ConfigMap eval-refused in namespace default: a policy of the cluster refused the "
+        f"object: {denial[:100]}"
     )
+    assert err.endswith("…; nothing was created (refused in the server's dry run)\n")
+    assert len(err.rstrip("\n")) <= MAX_LINE
     assert kube_standin.objects == {}
     assert _made(kube_standin.requests) == []
 
@@ -210,9 +218,10 @@ def test_a_refusal_after_the_dry_run_deletes_what_this_submission_created(
     code, _, err = _submit_spec(_spec(tmp_path / "spec.yml", "eval-refused"))
     assert code == 1
     assert err.count("\n") == 1
-    assert err.startswith("error: cannot apply ConfigMap eval-refused in namespace default: a policy of the cluster")
+    assert err.startswith("error: cannot create ConfigMap eval-refused in namespace default: a policy of the cluster")
     deleted = "Job eval-refused" if class_existed else "StorageClass ssd, Job eval-refused"
     assert err.endswith(f"; rolled back: deleted {deleted}\n")
+    assert len(err.rstrip("\n")) <= MAX_LINE
     assert kube_standin.objects.keys() == before.keys()
     if class_existed:  # kept, not made again
         uid = kube_standin.objects[("StorageClass", None, "ssd")]["metadata"]["uid"]
@@ -249,6 +258,302 @@ def test_a_job_the_client_cannot_send_is_refused_before_any_request(kube_standin
     with pytest.raises(ClusterError, match=r"^cannot send Job eval-new: the installed kubernetes client does not"):
         cluster.submit([{**job, "spec": {"aFieldFromTheFuture": 1}}])
     assert kube_standin.requests == []
+
+
+# --- a ConfigMap of the job's name that is not the job's ---------------------------------------------
+
+SHARED_CLASS = {  # the example's scratch class, as another tool made it
+    "apiVersion": "storage.k8s.io/v1",
+    "kind": "StorageClass",
+    "metadata": {"name": "ssd"},
+    "provisioner": "pd.csi.storage.gke.io",
+    "volumeBindingMode": "WaitForFirstConsumer",
+    "allowVolumeExpansion": True,
+    "parameters": {"type": "pd-balanced"},
+}
+
+
+def _unrelated_configmap(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": "billing"}},
+        "data": {"settings.ini": "[billing]\nrate = 3\n"},
+    }
+
+
+def test_a_configmap_of_the_jobs_name_that_someone_else_made_is_neither_changed_nor_owned(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin, tmp_path: Path
+) -> None:
+    kube_standin.put(_unrelated_configmap("eval-cm"))
+    before = copy.deepcopy(kube_standin.objects)
+    spec = _spec(tmp_path / "spec.yml", "eval-cm")
+    for extra in (("--dry-run",), ()):
+        code, out, err = _submit_spec(spec, *extra)
+        assert (code, out) == (2, "")
+        assert err == (
+            f"error: {spec}: ConfigMap eval-cm already exists in namespace default and is not this job's; "
+            "nothing was created; render it with another --job-name\n"
+        )
+    assert kube_standin.objects == before  # no ownerReference to a Job, no keys of ours merged in
+    assert _made(kube_standin.requests) == []
+    assert kube_standin.job_starts == []
+
+
+def test_a_configmap_that_appears_after_the_dry_run_rolls_the_submission_back(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin, tmp_path: Path
+) -> None:
+    rival = _unrelated_configmap("eval-cm")
+
+    def rival_meanwhile(request: Request) -> None:
+        creating_the_job = request.method == "POST" and request.path.endswith("/jobs") and "dryRun" not in request.query
+        if creating_the_job and ("ConfigMap", "default", "eval-cm") not in kube_standin.objects:
+            kube_standin.put(rival)
+
+    kube_standin.on_request = rival_meanwhile
+    spec = _spec(tmp_path / "spec.yml", "eval-cm")
+    code, out, err = _submit_spec(spec)
+    kube_standin.on_request = None
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: {spec}: ConfigMap eval-cm already exists in namespace default and is not this job's; "
+        "rolled back: deleted StorageClass ssd, Job eval-cm; render it with another --job-name\n"
+    )
+    assert list(kube_standin.objects) == [("ConfigMap", "default", "eval-cm")]
+    assert kube_standin.objects[("ConfigMap", "default", "eval-cm")]["data"] == rival["data"]
+    assert "ownerReferences" not in kube_standin.objects[("ConfigMap", "default", "eval-cm")]["metadata"]
+    assert kube_standin.job_starts == []
+
+
+def test_a_generated_name_whose_configmap_is_taken_is_drawn_again(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin, drawn_names: list[str]
+) -> None:
+    kube_standin.put(_unrelated_configmap("eval-pythia-cm"))
+    before = copy.deepcopy(kube_standin.objects)
+    drawn_names += ["eval-pythia-cm", "eval-pythia-free"]
+    code, out, err = _submit_config()
+    assert code == 0, err
+    assert out.startswith("job eval-pythia-free submitted")
+    assert (
+        kube_standin.objects[("ConfigMap", "default", "eval-pythia-cm")]
+        == before[("ConfigMap", "default", "eval-pythia-cm")]
+    )
+    assert ("Job", "default", "eval-pythia-cm") not in kube_standin.objects
+
+
+def test_the_standins_apply_merges_and_conflicts_as_the_api_server_does(kube_standin: KubernetesApiStandin) -> None:
+    """What made applying the ConfigMap unsafe: an apply by another manager merges into the object."""
+    from kubernetes.client import ApiException, CoreV1Api
+
+    from cajajejo.backends.kubernetes import APPLY_PATCH, load_api_client
+
+    kube_standin.put(_unrelated_configmap("shared"))
+    core = CoreV1Api(load_api_client())
+    owner = [{"apiVersion": "batch/v1", "kind": "Job", "name": "eval-x", "uid": "1234"}]
+    mine: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "shared", "namespace": "default", "ownerReferences": owner},
+        "data": {"eval.yml": "a: 1\n"},
+    }
+
+    def apply(body: dict[str, Any], **options: Any) -> int:
+        _, status, _ = core.patch_namespaced_config_map_with_http_info(
+            "shared", "default", body=body, field_manager="cajajejo", _content_type=APPLY_PATCH, **options
+        )
+        return int(status)
+
+    assert apply(mine) == 200  # other keys: no conflict, merged, and now owned by the Job
+    stored = kube_standin.objects[("ConfigMap", "default", "shared")]
+    assert stored["data"] == {"settings.ini": "[billing]\nrate = 3\n", "eval.yml": "a: 1\n"}
+    assert stored["metadata"]["ownerReferences"] == owner
+    assert stored["metadata"]["labels"] == {"app": "billing"}
+    taking = {**mine, "data": {"settings.ini": "mine"}}
+    with pytest.raises(ApiException) as refused:  # a field kubectl owns, with another value
+        apply(taking)
+    assert refused.value.status == 409
+    assert json.loads(refused.value.body or "{}")["message"].endswith('conflict with "kubectl": .data.settings.ini')
+    assert apply(taking, force=True) == 200
+    stored = kube_standin.objects[("ConfigMap", "default", "shared")]
+    assert stored["data"] == {"settings.ini": "mine"}  # eval.yml, left out and cajajejo's alone, went
+    assert kube_standin.owners[("ConfigMap", "default", "shared")][("data", "settings.ini")] == {"cajajejo"}
+
+
+def test_a_storage_class_another_tool_made_alike_is_shared_and_never_deleted(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin, tmp_path: Path
+) -> None:
+    kube_standin.put(SHARED_CLASS, manager="kubectl")
+    before = copy.deepcopy(kube_standin.objects[("StorageClass", None, "ssd")])
+    kube_standin.refuse("ConfigMap", "eval-shared", in_dry_run=False)  # fails after the class was applied
+    code, _, err = _submit_spec(_spec(tmp_path / "spec.yml", "eval-shared"))
+    assert code == 1
+    assert err.endswith("; rolled back: deleted Job eval-shared\n")
+    stored = kube_standin.objects[("StorageClass", None, "ssd")]
+    assert stored["metadata"]["uid"] == before["metadata"]["uid"]
+    assert {key: value for key, value in stored.items() if key != "metadata"} == {
+        key: value for key, value in before.items() if key != "metadata"
+    }
+    # Applying the same values made the fields shared, not taken: kubectl still owns them.
+    assert kube_standin.owners[("StorageClass", None, "ssd")][("parameters", "type")] == {"kubectl", "cajajejo"}
+    assert list(kube_standin.objects) == [("StorageClass", None, "ssd")]
+
+
+def test_a_storage_class_another_tool_made_otherwise_is_refused_in_the_dry_run(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin, tmp_path: Path
+) -> None:
+    kube_standin.put({**SHARED_CLASS, "parameters": {"type": "pd-ssd"}}, manager="kubectl")
+    before = copy.deepcopy(kube_standin.objects)
+    code, _, err = _submit_spec(_spec(tmp_path / "spec.yml", "eval-other-class"))
+    assert code == 1
+    assert err.startswith("error: cannot apply StorageClass ssd: conflict: another manager owns these fields")
+    assert 'conflict with "kubectl": .parameters.type; nothing was created (refused in the server\'s dry run)' in err
+    assert kube_standin.objects == before
+    assert _made(kube_standin.requests) == []
+
+
+def test_jobs_delete_leaves_a_configmap_of_the_jobs_name_that_it_does_not_own(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin, tmp_path: Path
+) -> None:
+    code, _, err = _submit_spec(_spec(tmp_path / "spec.yml", "eval-del"))
+    assert code == 0, err
+    del kube_standin.objects[("ConfigMap", "default", "eval-del")]
+    kube_standin.put(_unrelated_configmap("eval-del"))
+    deleted = run_cli("jobs", "delete", "eval-del", "--yes")
+    assert deleted.exit_code == 0, deleted.stderr
+    assert deleted.stdout.splitlines() == ["deleted Job eval-del"]
+    assert ("Job", "default", "eval-del") not in kube_standin.objects
+    assert kube_standin.objects[("ConfigMap", "default", "eval-del")]["data"] == _unrelated_configmap("x")["data"]
+
+
+# --- a job an interruption left half-made -----------------------------------------------------------
+
+
+def _interrupt(standin: KubernetesApiStandin, name: str, *, before_configmap: bool) -> None:
+    """Leave job `name` as a SIGKILL between create and resume would have: suspended, and without its
+    ConfigMap when the kill came before that was made."""
+    job = standin.objects[("Job", "default", name)]
+    job["spec"]["suspend"] = True
+    job["status"] = {}
+    if before_configmap:
+        del standin.objects[("ConfigMap", "default", name)]
+        del standin.owners[("ConfigMap", "default", name)]
+    standin.job_starts.clear()
+
+
+@pytest.mark.parametrize("before_configmap", [True, False])
+def test_resubmitting_a_half_made_job_finishes_it(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin, tmp_path: Path, before_configmap: bool
+) -> None:
+    spec = _spec(tmp_path / "spec.yml", "eval-half")
+    assert _submit_spec(spec)[0] == 0
+    whole = copy.deepcopy(kube_standin.objects)
+    _interrupt(kube_standin, "eval-half", before_configmap=before_configmap)
+    sent = len(kube_standin.requests)
+
+    code, out, err = _submit_spec(spec)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"finished an interrupted submission of job eval-half: namespace default at {kube_standin.url}"
+    made = ["Job eval-half", "StorageClass ssd"] + (["ConfigMap eval-half"] if before_configmap else [])
+    assert lines[1 : 1 + len(made)] == [f"  {obj}" for obj in made]
+    job = kube_standin.objects[("Job", "default", "eval-half")]
+    assert job["metadata"]["uid"] == whole[("Job", "default", "eval-half")]["metadata"]["uid"]  # the same Job
+    assert job["spec"]["suspend"] is False
+    configmap = kube_standin.objects[("ConfigMap", "default", "eval-half")]
+    assert configmap["data"] == whole[("ConfigMap", "default", "eval-half")]["data"]
+    assert configmap["metadata"]["ownerReferences"][0]["uid"] == job["metadata"]["uid"]
+    assert kube_standin.job_starts == [JobStart("eval-half", "default", missing_configmaps=())]
+    assert [f"{r.method} {r.path.rsplit('/', 1)[-1]}" for r in _made(kube_standin.requests[sent:])] == [
+        "PATCH ssd",
+        *(["POST configmaps"] if before_configmap else []),
+        "PATCH eval-half",
+    ]
+
+    code, out, err = _submit_spec(spec)  # now whole
+    assert code == 0, err
+    assert out.startswith("job eval-half already submitted (same inputs and commit): nothing changed")
+
+
+def test_a_dry_run_of_a_half_made_job_says_so_and_changes_nothing(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin, tmp_path: Path
+) -> None:
+    spec = _spec(tmp_path / "spec.yml", "eval-half")
+    assert _submit_spec(spec)[0] == 0
+    _interrupt(kube_standin, "eval-half", before_configmap=True)
+    before = copy.deepcopy(kube_standin.objects)
+    sent = len(kube_standin.requests)
+    code, out, err = _submit_spec(spec, "--dry-run")
+    assert code == 0, err
+    assert out.startswith(
+        "job eval-half was left half-made by an interrupted submission; submitting it again finishes it "
+        "(dry run, nothing changed)"
+    )
+    assert kube_standin.objects == before
+    assert kube_standin.job_starts == []
+    assert _made(kube_standin.requests[sent:]) == []
+
+
+def test_a_half_made_job_whose_configmap_name_was_taken_meanwhile_is_refused(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin, tmp_path: Path
+) -> None:
+    spec = _spec(tmp_path / "spec.yml", "eval-half")
+    assert _submit_spec(spec)[0] == 0
+    _interrupt(kube_standin, "eval-half", before_configmap=True)
+    kube_standin.put(_unrelated_configmap("eval-half"))
+    before = copy.deepcopy(kube_standin.objects)
+    sent = len(kube_standin.requests)
+    code, out, err = _submit_spec(spec)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: {spec}: ConfigMap eval-half already exists in namespace default and is not this job's; "
+        "cannot finish the interrupted submission of job eval-half; render it with another --job-name\n"
+    )
+    assert kube_standin.objects == before
+    assert _made(kube_standin.requests[sent:]) == []
+
+
+def test_a_half_made_job_of_a_generated_name_is_left_to_the_run_that_made_it(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin, drawn_names: list[str]
+) -> None:
+    drawn_names += ["eval-pythia-half", "eval-pythia-half", "eval-pythia-next"]
+    assert _submit_config()[0] == 0
+    _interrupt(kube_standin, "eval-pythia-half", before_configmap=True)
+    before = copy.deepcopy(kube_standin.objects)
+    code, out, err = _submit_config()
+    assert code == 0, err
+    assert out.startswith("job eval-pythia-next submitted")
+    half = ("Job", "default", "eval-pythia-half")
+    assert kube_standin.objects[half] == before[half]  # still suspended: not this run's to finish
+    assert ("ConfigMap", "default", "eval-pythia-half") not in kube_standin.objects
+
+
+# --- SIGTERM ------------------------------------------------------------------------------------------
+
+
+def test_sigterm_during_a_submission_rolls_it_back_like_ctrl_c(
+    in_repo: git.Repo, kube_standin: KubernetesApiStandin, tmp_path: Path
+) -> None:
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # as in a shell; pytest leaves it so
+    caught: list[bool] = []
+
+    def terminate_while_the_configmap_is_made(request: Request) -> None:
+        if request.method == "POST" and request.path.endswith("/configmaps") and "dryRun" not in request.query:
+            # Left at its default, SIGTERM would end this test run: only send it when the submission catches it.
+            caught.append(signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL)
+            if caught[-1]:
+                kube_standin.fail_next("POST", request.path, 503, "ServiceUnavailable", "never answered")
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+
+    kube_standin.on_request = terminate_while_the_configmap_is_made
+    code, _, err = _submit_spec(_spec(tmp_path / "spec.yml", "eval-term"))
+    kube_standin.on_request = None
+    assert caught == [True]
+    assert code == 128 + signal.SIGTERM  # the shell's "terminated", as without the clean-up
+    assert "cannot create" not in err  # not the failed request's error: the signal's
+    assert kube_standin.objects == {}  # the suspended Job and the StorageClass it made are deleted again
+    assert kube_standin.job_starts == []
+    assert [r.method for r in kube_standin.requests if r.method == "DELETE"] == ["DELETE", "DELETE"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back after the submission
 
 
 # --- what must keep holding ------------------------------------------------------------------------

@@ -9,25 +9,20 @@ temporary file is removed too; only SIGKILL, which no process can catch, leaves 
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 from cajajejo.errors import Problem, UserInputError
 from cajajejo.files import atomic_writer
 from cajajejo.logs import LogQuery, RetryPolicy, format_entry, lower_bound, make_client, read_entries
 from cajajejo.settings import Settings
+from cajajejo.termination import exit_cleanly_on_termination
 
 FORMATS = {".jsonl": "jsonl", ".json": "json"}
-# Signals whose default action ends the process on the spot; SIGINT already raises KeyboardInterrupt.
-TERMINATING_SIGNALS = ("SIGTERM", "SIGHUP")
 
 
 def output_format(path: Path) -> str:
@@ -81,41 +76,6 @@ def write_entries(
     with exit_cleanly_on_termination(), atomic_writer(output_path) as handle:
         _drain(entries, handle, fmt, terminal, progress, summary)
     return summary
-
-
-@contextmanager
-def exit_cleanly_on_termination() -> Iterator[None]:
-    """Within the block, SIGTERM and SIGHUP raise SystemExit(128 + the signal's number).
-
-    Left to their default action they end the process at once, and `atomic_writer` never gets to
-    remove its temporary file; as an exception they unwind through it like Ctrl-C, and the exit code
-    is still the shell's convention for "terminated" (143 for SIGTERM). A signal with a handler of
-    someone else's, or one that is ignored (nohup), stays as it is; only the main thread can set them.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous: dict[int, Any] = {}
-    for number in _terminating_signals():
-        if signal.getsignal(number) is signal.SIG_DFL:
-            previous[number] = signal.signal(number, _raise_exit)
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
-def _terminating_signals() -> list[int]:
-    return [getattr(signal, name) for name in TERMINATING_SIGNALS if hasattr(signal, name)]  # Windows has no SIGHUP
-
-
-def _raise_exit(number: int, frame: FrameType | None) -> NoReturn:
-    # A second signal during the clean-up must not cut it short; the block's end restores the handlers.
-    for other in _terminating_signals():
-        if signal.getsignal(other) is _raise_exit:
-            signal.signal(other, signal.SIG_IGN)
-    raise SystemExit(128 + number)
 
 
 def _drain(

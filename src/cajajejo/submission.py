@@ -4,10 +4,11 @@ Both the `cajajejo jobs evaluation submit-job` command and `invoke submit-evalua
 functions here, so the two entry points cannot drift apart.
 
 A job's name is never reused for other work. When a Job of the plan's name already exists, the
-backend says whether it is this same submission (same inputs and provenance: nothing changes) or not.
-If not, a name cajajejo generated during this submission is drawn again (a few times at most); a name
-the user chose (with `parse-job --job-name`, or fixed in a saved spec) is refused, since only the user
-can pick another.
+backend says whether it is this same submission (same inputs and provenance: nothing changes, unless
+an interruption left it half-made, which is then finished) or not. If not, a name cajajejo generated
+during this submission is drawn again (a few times at most); a name the user chose (with `parse-job
+--job-name`, or fixed in a saved spec) is refused, since only the user can pick another. The same goes
+for a ConfigMap of the job's name that is not the job's own.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import yaml
 from cajajejo.backends.kubernetes import (
     AppliedObject,
     ClusterError,
+    ConfigMapTaken,
     JobNameTaken,
     KubernetesCluster,
     SubmitOutcome,
@@ -55,6 +57,7 @@ class Submission:
     dry_run: bool
     warnings: tuple[Problem, ...] = ()
     already_submitted: bool = False  # the same job (same inputs and provenance) was there: nothing sent
+    finished_interrupted: bool = False  # the same job was there half-made: this submission finished it
 
 
 @dataclass(frozen=True)
@@ -189,11 +192,12 @@ def submit_evaluation_job(
 
 
 def _unless_taken(cluster: KubernetesCluster, plan: Plan, dry_run: bool) -> SubmitOutcome | None:
-    """Submit a plan whose name was drawn just now; None when a Job holds that name. Even a Job with the
-    same stamps counts as taken: a name drawn now was never used by this submission before."""
+    """Submit a plan whose name was drawn just now; None when a Job or a ConfigMap holds that name. Even a
+    Job with the same stamps counts as taken, half-made or not: a name drawn now was never used by this
+    submission before, so finishing that Job is for the run that made it."""
     try:
-        outcome = cluster.submit(plan.documents, dry_run=dry_run)
-    except JobNameTaken:
+        outcome = cluster.submit(plan.documents, dry_run=dry_run, finish_interrupted=False)
+    except (JobNameTaken, ConfigMapTaken):
         return None
     return None if outcome.already_submitted else outcome
 
@@ -212,13 +216,15 @@ def submit_job_spec(
     cluster = connect(settings)
     try:
         outcome = cluster.submit(plan.documents, dry_run=dry_run)
-    except JobNameTaken as taken:
+    except (JobNameTaken, ConfigMapTaken) as taken:
         raise UserInputError(Problem(str(spec_path), f"{taken}; {_another_name(taken)}")) from None
     return _submission(plan, outcome, cluster, dry_run)
 
 
-def _another_name(taken: JobNameTaken) -> str:
+def _another_name(taken: JobNameTaken | ConfigMapTaken) -> str:
     advice = "render it with another --job-name"
+    if isinstance(taken, ConfigMapTaken):  # not cajajejo's: whether it may go is not ours to suggest
+        return advice
     if taken.made_by_cajajejo:  # deleting is for the user to decide, and only for jobs cajajejo made
         advice += f", or delete that job first (cajajejo jobs delete {taken.name} --namespace {taken.namespace})"
     return advice
@@ -227,7 +233,15 @@ def _another_name(taken: JobNameTaken) -> str:
 def _submission(
     plan: Plan, outcome: SubmitOutcome, cluster: KubernetesCluster, dry_run: bool, warnings: tuple[Problem, ...] = ()
 ) -> Submission:
-    return Submission(plan, outcome.objects, cluster.server, dry_run, warnings, outcome.already_submitted)
+    return Submission(
+        plan,
+        outcome.objects,
+        cluster.server,
+        dry_run,
+        warnings,
+        outcome.already_submitted,
+        outcome.finished_interrupted,
+    )
 
 
 def describe(submission: Submission) -> list[str]:
@@ -236,6 +250,13 @@ def describe(submission: Submission) -> list[str]:
     where = f"namespace {plan.namespace} at {submission.server}"
     if submission.already_submitted:
         lines = [f"job {plan.job_name} already submitted (same inputs and commit): nothing changed in {where}"]
+    elif submission.finished_interrupted:
+        if submission.dry_run:
+            first = f"job {plan.job_name} was left half-made by an interrupted submission; submitting it again "
+            lines = [first + f"finishes it (dry run, nothing changed): {where}"]
+        else:
+            lines = [f"finished an interrupted submission of job {plan.job_name}: {where}"]
+        lines += [f"  {obj.kind} {obj.name}" for obj in submission.applied]
     else:
         verb = "validated by the cluster (dry run, nothing created)" if submission.dry_run else "submitted"
         lines = [f"job {plan.job_name} {verb}: {where}"]

@@ -3,9 +3,14 @@
 It keeps objects in memory and answers the way the API server does where cajajejo relies on it:
 
 - create (POST) refuses a name that is taken (409 AlreadyExists);
+- every field is owned by the managers that set it (`owners`), as in the real server's managedFields;
+  a list counts as one field (the real server merges some lists item by item; nothing here needs that);
 - server-side apply (PATCH with application/apply-patch+yaml and a fieldManager, as the real server
-  requires) creates (201) or updates (200), and refuses fields another manager owns (409 Conflict);
-- a JSON merge patch updates an existing object; a patch that names another uid is refused (422);
+  requires) creates (201) or updates (200) by merging the applied fields into the object: it refuses
+  (409 Conflict) only a field that another manager owns and that it would change; a field set to the
+  value it has becomes shared, and a field this manager alone applied before and now leaves out goes;
+- a JSON merge patch updates an existing object and takes over the fields it sets; a patch that names
+  another uid is refused (422);
 - DELETE honours `preconditions.uid` (409 when it does not match);
 - `dryRun=All` on any write runs every check and stores nothing;
 - a namespace that does not exist is refused (404), and `refuse()` makes the admission chain deny a
@@ -52,7 +57,14 @@ MERGE_PATCH_CONTENT_TYPE = "application/merge-patch+json"
 TOKEN = "standin-token"  # the bearer token the test kubeconfig carries
 
 Key = tuple[str, str | None, str]
+FieldPath = tuple[str, ...]
 Response = tuple[int, dict[str, str], bytes]
+# Set by the server, or naming the object: no manager owns them.
+_UNOWNED: frozenset[FieldPath] = frozenset(
+    {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace"), ("metadata", "uid")}
+    | {("metadata", "creationTimestamp")}
+)
+_MISSING = object()
 
 
 @dataclass
@@ -88,7 +100,7 @@ class JobStart:
 class KubernetesApiStandin:
     namespaces: set[str] = field(default_factory=lambda: {"default"})
     objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
-    managers: dict[Key, str] = field(default_factory=dict)
+    owners: dict[Key, dict[FieldPath, set[str]]] = field(default_factory=dict)  # field -> its managers
     failures: list[Failure] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
     job_starts: list[JobStart] = field(default_factory=list)
@@ -140,7 +152,7 @@ class KubernetesApiStandin:
         stored["metadata"].setdefault("uid", str(uuid.uuid4()))
         stored["metadata"].setdefault("creationTimestamp", "2026-11-24T10:00:00Z")
         self.objects[key] = stored
-        self.managers[key] = manager
+        self.owners[key] = {path: {manager} for path in _fields(stored)}
 
     def suspended(self, kind: str, namespace: str, name: str) -> bool | None:
         """The stored Job's spec.suspend (None when it has no such Job)."""
@@ -211,7 +223,9 @@ class KubernetesApiStandin:
         key = (kind, namespace, name)
         if key in self.objects:
             return _status(409, "AlreadyExists", f'{_PLURAL[kind]} "{name}" already exists')
-        return self._admit_and_store(request, key, body, previous=None, created=True)
+        manager = request.query.get("fieldManager") or "unknown"
+        owners = {path: {manager} for path in _fields(body)}
+        return self._admit_and_store(request, key, body, owners, previous=None, created=True)
 
     def _apply(self, request: Request, kind: str, namespace: str | None, name: str) -> Response:
         manager = request.query.get("fieldManager")
@@ -221,23 +235,56 @@ class KubernetesApiStandin:
         if body.get("kind") != kind or body.get("metadata", {}).get("name") != name:
             return _status(400, "BadRequest", "the name or kind in the body does not match the URL")
         key = (kind, namespace, name)
-        if key in self.objects and self.managers.get(key) != manager and request.query.get("force") != "true":
-            return _status(409, "Conflict", f'Apply failed with 1 conflict: conflict with "{self.managers[key]}"')
         previous = self.objects.get(key)
-        return self._admit_and_store(request, key, body, previous, created=previous is None)
+        owners = self.owners.get(key, {})
+        applied = _fields(body)
+        conflicts = sorted(
+            (path, other)
+            for path, value in applied.items()
+            for other in owners.get(path, set()) - {manager}
+            if previous is not None and _value_at(previous, path) != value
+        )
+        if conflicts and request.query.get("force") != "true":
+            listed = ", ".join(f'conflict with "{other}": .{".".join(path)}' for path, other in conflicts)
+            return _status(409, "Conflict", f"Apply failed with {len(conflicts)} conflict(s): {listed}")
+        merged = copy.deepcopy(previous) if previous is not None else {}
+        for path, managers in owners.items():
+            if managers == {manager} and path not in applied:  # this manager's alone, and no longer applied
+                _remove_at(merged, path)
+        for path, value in applied.items():
+            _set_at(merged, path, copy.deepcopy(value))
+        merged.update(apiVersion=body.get("apiVersion"), kind=kind)
+        merged.setdefault("metadata", {}).update(name=name, **({"namespace": namespace} if namespace else {}))
+        new_owners = {path: managers - {manager} for path, managers in owners.items()}
+        for path, value in applied.items():
+            unchanged = previous is not None and _value_at(previous, path) == value
+            new_owners[path] = (new_owners.get(path, set()) if unchanged else set()) | {manager}
+        new_owners = {path: m for path, m in new_owners.items() if m and _value_at(merged, path) is not _MISSING}
+        return self._admit_and_store(request, key, merged, new_owners, previous, created=previous is None)
 
     def _merge_patch(self, request: Request, kind: str, namespace: str | None, name: str) -> Response:
         key = (kind, namespace, name)
         previous = self.objects.get(key)
         if previous is None:
             return _not_found(kind, name)
-        patched = _merged(copy.deepcopy(previous), json.loads(request.body))
+        patch = json.loads(request.body)
+        patched = _merged(copy.deepcopy(previous), patch)
         if patched["metadata"].get("uid") != previous["metadata"]["uid"]:
             return _status(422, "Invalid", f'{kind} "{name}" is invalid: metadata.uid: field is immutable')
-        return self._admit_and_store(request, key, patched, previous, created=False)
+        manager = request.query.get("fieldManager") or "unknown"
+        owners = {**self.owners.get(key, {}), **{path: {manager} for path in _fields(patch)}}
+        owners = {path: managers for path, managers in owners.items() if _value_at(patched, path) is not _MISSING}
+        return self._admit_and_store(request, key, patched, owners, previous, created=False)
 
     def _admit_and_store(
-        self, request: Request, key: Key, body: dict[str, Any], previous: dict[str, Any] | None, *, created: bool
+        self,
+        request: Request,
+        key: Key,
+        body: dict[str, Any],
+        owners: dict[FieldPath, set[str]],
+        previous: dict[str, Any] | None,
+        *,
+        created: bool,
     ) -> Response:
         """Run admission, then store (unless a dry run) with the fields the server sets; 201 when created."""
         kind, namespace, name = key
@@ -256,7 +303,7 @@ class KubernetesApiStandin:
                 self.job_starts.append(JobStart(name, namespace, self._missing_configmaps(stored)))
         if not dry_run:
             self.objects[key] = stored
-            self.managers[key] = request.query.get("fieldManager") or self.managers.get(key, "unknown")
+            self.owners[key] = owners
         return json_response(201 if created else 200, stored)
 
     def _missing_configmaps(self, job: dict[str, Any]) -> tuple[str, ...]:
@@ -281,7 +328,7 @@ class KubernetesApiStandin:
             )
         if request.query.get("dryRun") != "All" and options.get("dryRun") != ["All"]:
             del self.objects[key]
-            self.managers.pop(key, None)
+            self.owners.pop(key, None)
         if kind == "StorageClass":  # its registry returns the deleted object, as the client expects
             return json_response(200, stored)
         return _status(200, "", "deleted", status="Success")
@@ -298,6 +345,45 @@ def _merged(target: Any, patch: Any) -> Any:
         else:
             result[key] = _merged(result.get(key), value)
     return result
+
+
+def _fields(document: dict[str, Any], prefix: FieldPath = ()) -> dict[FieldPath, Any]:
+    """The fields of `document` that a manager can own, by path: each value that is not a (non-empty) object."""
+    fields: dict[FieldPath, Any] = {}
+    for key, value in document.items():
+        path = (*prefix, key)
+        if path in _UNOWNED or path == ("status",) or value is None:
+            continue
+        if isinstance(value, dict) and value:
+            fields.update(_fields(value, path))
+        else:
+            fields[path] = value
+    return fields
+
+
+def _value_at(document: Any, path: FieldPath) -> Any:
+    for key in path:
+        if not isinstance(document, dict) or key not in document:
+            return _MISSING
+        document = document[key]
+    return document
+
+
+def _set_at(document: dict[str, Any], path: FieldPath, value: Any) -> None:
+    for key in path[:-1]:
+        if not isinstance(document.get(key), dict):
+            document[key] = {}
+        document = document[key]
+    document[path[-1]] = value
+
+
+def _remove_at(document: dict[str, Any], path: FieldPath) -> None:
+    """Remove the field at `path`, and the objects it leaves empty."""
+    parent = _value_at(document, path[:-1])
+    if isinstance(parent, dict):
+        parent.pop(path[-1], None)
+        if not parent and len(path) > 1:
+            _remove_at(document, path[:-1])
 
 
 def _selected(obj: dict[str, Any], selector: str) -> bool:

@@ -4,18 +4,24 @@ A submission is all or nothing, and never changes a job that is not its own:
 
 1. The Job's name is looked up. A Job of that name stamped with the same provenance (the labels and
    annotations cajajejo puts on it: commit, input paths, inputs hash, tool version) is this very
-   submission, made before: nothing is sent again. Any other Job of that name is left alone and
-   `JobNameTaken` is raised; the caller decides whether to try another name.
+   submission, made before: nothing is sent again, unless an interruption between create and resume
+   left it half-made (still suspended, or without its ConfigMap); then what is missing is made and
+   the Job resumed, as in 3. Any other Job of that name is left alone and `JobNameTaken` is raised;
+   the caller decides whether to try another name.
 2. Every object is sent with `dryRun=All`: the server runs all its checks on each one (schema,
    admission policies and webhooks, quotas, whether the namespace exists) and stores nothing.
 3. The objects are made. The Job comes first, suspended, and by a create (POST), because a create is
    the only write that fails when the name is taken: two submissions of one name cannot both think
-   they made the Job, and an apply would have taken the other one over. Then the cluster-scoped
-   objects and the Job's own (its ConfigMap, owned by the Job through an ownerReference) go by
-   server-side apply under the field manager `cajajejo`. Last, the Job is resumed: its pod never
-   starts before the ConfigMap it mounts exists.
-4. When a step of 3 fails or is interrupted, what this submission created is deleted again, newest
-   first, each delete bound to the uid it was created with; objects that existed before are kept.
+   they made the Job, and an apply would have taken the other one over. Its ConfigMap (owned by the
+   Job through an ownerReference) is created the same way: an apply would merge into a ConfigMap of
+   that name that someone else made, and with the ownerReference the garbage collector would delete
+   that one with the Job. Such a ConfigMap refuses the submission (`ConfigMapTaken`). A StorageClass
+   is cluster-scoped and may be shared by several jobs: it goes by server-side apply under the field
+   manager `cajajejo`. Last, the Job is resumed: its pod never starts before the ConfigMap it mounts
+   exists.
+4. When a step of 3 fails or is interrupted (Ctrl-C, SIGTERM, SIGHUP), what this submission created
+   is deleted again, newest first, each delete bound to the uid it was created with; objects that
+   existed before (a shared StorageClass) are kept.
 
 When the Job is deleted (by hand or by `ttlSecondsAfterFinished`) Kubernetes deletes its ConfigMap too.
 The official `kubernetes` client is imported when a cluster is first needed, never at CLI start-up.
@@ -30,11 +36,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cajajejo.errors import CajajejoError, one_line
+from cajajejo.errors import MAX_LINE, CajajejoError, one_line, shortened
 from cajajejo.render.plan import LABEL_JOB_NAME, LABEL_MANAGED_BY, LABEL_PREFIX
 
 if TYPE_CHECKING:
-    from kubernetes.client import ApiClient, V1Job
+    from kubernetes.client import ApiClient, V1ConfigMap, V1Job
 
 FIELD_MANAGER = "cajajejo"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -47,6 +53,8 @@ _LOGIN_HINT = "log in again (invoke authenticate-kubectl) or check KUBECONFIG"
 # its pods need from outside its namespace, then what it owns.
 _SUBMISSION_ORDER = ("Job", "StorageClass", "ConfigMap")
 _OWNED_BY_THE_JOB = frozenset({"ConfigMap"})
+# Made by a create, which fails when the name is taken; the rest (a StorageClass) by server-side apply.
+_CREATED = frozenset({"Job", "ConfigMap"})
 
 
 class ClusterError(CajajejoError):
@@ -80,8 +88,30 @@ class JobNameTaken(ClusterError):
         super().__init__(f"job {name} already exists in namespace {namespace} {why}")
 
 
-class _NameTakenMeanwhile(Exception):
-    """The Job's create found the name taken: another submission got there between look-up and create."""
+class ConfigMapTaken(ClusterError):
+    """A ConfigMap of the name the plan's ConfigMap needs exists and is not the Job's; it was left as it is."""
+
+    def __init__(self, name: str, namespace: str, outcome: str) -> None:
+        self.name = name
+        self.namespace = namespace
+        taken = f"ConfigMap {name} already exists in namespace {namespace} and is not this job's"
+        super().__init__(_noted(taken, outcome) if outcome else taken)
+
+
+class _AlreadyExists(Exception):
+    """A create found the name taken (409 AlreadyExists)."""
+
+
+class _ForeignConfigMap(Exception):
+    """The create of the Job's ConfigMap found one of that name that the Job does not own."""
+
+    def __init__(self, name: str, namespace: str) -> None:
+        super().__init__(name)
+        self.name = name
+        self.namespace = namespace
+
+    def refusal(self, outcome: str) -> ConfigMapTaken:
+        return ConfigMapTaken(self.name, self.namespace, outcome)
 
 
 @dataclass(frozen=True)
@@ -95,7 +125,8 @@ class AppliedObject:
 @dataclass(frozen=True)
 class SubmitOutcome:
     objects: tuple[AppliedObject, ...]  # what was made, or in a dry run what the server validated
-    already_submitted: bool = False  # the Job exists with the same stamps; nothing was sent
+    already_submitted: bool = False  # the Job exists with the same stamps, whole; nothing was sent
+    finished_interrupted: bool = False  # it existed half-made: its missing objects were made, it was resumed
 
 
 @dataclass(frozen=True)
@@ -145,10 +176,18 @@ class KubernetesCluster:
         self._batch = client.BatchV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
         self._storage = client.StorageV1Api(api_client)
-        # kind -> (call, whether it takes a namespace); applies answer (object, status, headers)
+        # kind -> call; creates and applies answer (object, status, headers)
+        self._creators: dict[str, Callable[..., Any]] = {
+            "Job": self._batch.create_namespaced_job_with_http_info,
+            "ConfigMap": self._core.create_namespaced_config_map_with_http_info,
+        }
+        self._readers: dict[str, Callable[..., Any]] = {
+            "Job": self._batch.read_namespaced_job,
+            "ConfigMap": self._core.read_namespaced_config_map,
+        }
+        # kind -> (call, whether it takes a namespace)
         self._appliers: dict[str, tuple[Callable[..., Any], bool]] = {
             "StorageClass": (self._storage.patch_storage_class_with_http_info, False),
-            "ConfigMap": (self._core.patch_namespaced_config_map_with_http_info, True),
         }
         self._deleters: dict[str, tuple[Callable[..., Any], bool]] = {
             "Job": (self._batch.delete_namespaced_job, True),
@@ -160,71 +199,146 @@ class KubernetesCluster:
     def server(self) -> str:
         return str(self._api_client.configuration.host)
 
-    def submit(self, documents: Sequence[dict[str, Any]], *, dry_run: bool = False) -> SubmitOutcome:
+    def submit(
+        self, documents: Sequence[dict[str, Any]], *, dry_run: bool = False, finish_interrupted: bool = True
+    ) -> SubmitOutcome:
         """Submit a plan's objects all or nothing (the steps are in the module docstring); with
-        `dry_run`, stop after the server has validated them. Raises JobNameTaken."""
-        job, others = _in_submission_order(documents)
-        suspended = _suspended_job(job)
-        existing = self._read_job(job)
-        if existing is not None:
-            return _resubmission(job, existing)
-        try:
-            validated = self._validate(suspended, others)
-            return SubmitOutcome(tuple(validated if dry_run else self._make(job, suspended, others)))
-        except _NameTakenMeanwhile:
-            existing = self._read_job(job)
-            if existing is None:  # made and deleted again within the last moment
-                raise ClusterError(f"job {_name(job)} came and went while submitting; submit again") from None
-            return _resubmission(job, existing)
+        `dry_run`, stop after the server has validated them. With `finish_interrupted` False, a Job of
+        the plan's name with the same stamps is only reported, even half-made: a name drawn just now
+        names no earlier run of this submission. Raises JobNameTaken and ConfigMapTaken."""
+        from cajajejo.termination import exit_cleanly_on_termination
 
-    def _validate(self, suspended: _SuspendedJob, others: list[dict[str, Any]]) -> list[AppliedObject]:
+        job, others = _in_submission_order(documents)
+        suspended = _model({**job, "spec": {**job["spec"], "suspend": True}})
+        for document in others:  # what the client cannot send is refused before any request
+            if document["kind"] in _CREATED:
+                _model(document)
+        # Left to its default, SIGTERM ends the process on the spot, between create and resume too; as an
+        # exception it rolls back like Ctrl-C.
+        with exit_cleanly_on_termination():
+            existing = self._read("Job", _name(job), suspended.namespace)
+            if existing is None:
+                try:
+                    validated = self._validate(suspended, others)
+                    return SubmitOutcome(tuple(validated if dry_run else self._make(job, suspended, others)))
+                except _AlreadyExists:  # the Job's: another submission took the name after the look-up
+                    existing = self._read("Job", _name(job), suspended.namespace)
+                    if existing is None:  # made and deleted again within the last moment
+                        raise ClusterError(f"job {_name(job)} came and went while submitting; submit again") from None
+            return self._resubmission(job, others, existing, dry_run=dry_run, finish=finish_interrupted)
+
+    def _validate(self, suspended: _Model, others: list[dict[str, Any]]) -> list[AppliedObject]:
         """Send every object with dryRun=All, as step 3 will send it: the server checks all, stores nothing."""
         try:
             checked_job = self._create(suspended, dry_run=True)
-            return [checked_job] + [self._apply(_for(doc, checked_job), dry_run=True)[0] for doc in others]
+            return [checked_job] + [self._send(doc, checked_job, dry_run=True)[0] for doc in others]
+        except _ForeignConfigMap as foreign:
+            raise foreign.refusal("nothing was created") from None
         except ClusterError as exc:
-            raise ClusterError(f"{exc}; nothing was created (refused in the server's dry run)") from exc.__cause__
+            raise ClusterError(_noted(exc, "nothing was created (refused in the server's dry run)")) from exc.__cause__
 
-    def _make(self, job: dict[str, Any], suspended: _SuspendedJob, others: list[dict[str, Any]]) -> list[AppliedObject]:
-        """Create the Job suspended, apply the rest, resume the Job; undo what was created if a step fails."""
+    def _make(self, job: dict[str, Any], suspended: _Model, others: list[dict[str, Any]]) -> list[AppliedObject]:
+        """Create the Job suspended, then the rest as `_complete` does."""
         try:
             made_job = self._create(suspended, dry_run=False)
         except ClusterError as exc:
-            raise ClusterError(f"{exc}; nothing was created") from exc.__cause__
-        created = [made_job]  # only what this submission created is deleted again
-        sent = [made_job]
+            raise ClusterError(_noted(exc, "nothing was created")) from exc.__cause__
+        return self._complete(job, made_job, others, [made_job], dry_run=False)
+
+    def _complete(
+        self,
+        job: dict[str, Any],
+        made: AppliedObject,
+        others: list[dict[str, Any]],
+        created: list[AppliedObject],
+        *,
+        dry_run: bool,
+    ) -> list[AppliedObject]:
+        """Send `others` beside the Job `made`, then resume it; if a step fails, delete `created` and what
+        was created here. Returns what was sent."""
+        sent = [made]
         try:
             for document in others:
-                applied, was_created = self._apply(_for(document, made_job), dry_run=False)
+                applied, was_created = self._send(document, made, dry_run=dry_run)
                 sent.append(applied)
-                if was_created:
+                if was_created and not dry_run:
                     created.append(applied)
-            self._resume(job, made_job)
+            self._resume(job, made, dry_run=dry_run)
+        except _ForeignConfigMap as foreign:
+            note, complete = self._roll_back(created)
+            if complete:  # as if the name had been taken from the start: a generated one is drawn again
+                raise foreign.refusal(note) from None
+            raise ClusterError(_noted(foreign.refusal(""), note)) from None
         except ClusterError as exc:
-            raise ClusterError(f"{exc}; {self._roll_back(created)}") from exc.__cause__
-        except BaseException:  # Ctrl-C or a bug: leave no suspended Job behind either
+            raise ClusterError(_noted(exc, self._roll_back(created)[0])) from exc.__cause__
+        except BaseException:  # Ctrl-C, SIGTERM or a bug: leave no suspended Job behind either
             self._roll_back(created)
             raise
         return sent
 
-    def _create(self, job: _SuspendedJob, *, dry_run: bool) -> AppliedObject:
+    def _resubmission(
+        self, job: dict[str, Any], others: list[dict[str, Any]], existing: Any, *, dry_run: bool, finish: bool
+    ) -> SubmitOutcome:
+        """A Job of the plan's name exists: this same submission made before (finished here if it was
+        left half-made), or someone else's (refused)."""
+        made = _same_submission(job, existing)
+        if not finish:
+            return SubmitOutcome((made,), already_submitted=True)
+        owned = [doc for doc in others if doc["kind"] in _OWNED_BY_THE_JOB]
+        missing = [doc for doc in owned if not self._has_its_own(doc, made)]
+        # A plan may ask for a suspended Job itself; only a suspend that the plan lacks is ours to undo.
+        left_suspended = bool(existing.spec and existing.spec.suspend) and not job["spec"].get("suspend")
+        if not missing and not left_suspended:
+            return SubmitOutcome((made,), already_submitted=True)
+        # The StorageClass is applied again as well: the interruption may have come before it was.
+        todo = [doc for doc in others if doc["kind"] not in _OWNED_BY_THE_JOB or doc in missing]
+        sent = self._complete(job, made, todo, [], dry_run=dry_run)
+        return SubmitOutcome(tuple(sent), finished_interrupted=True)
+
+    def _has_its_own(self, document: dict[str, Any], job: AppliedObject) -> bool:
+        """Whether the Job `job` has `document` (its ConfigMap) already; raises ConfigMapTaken when another
+        object holds that name, since the Job would mount that one."""
+        name, namespace = _name(document), str(document["metadata"]["namespace"])
+        existing = self._read(document["kind"], name, namespace)
+        if existing is None:
+            return False
+        if _is_own(existing, _for(document, job)):
+            return True
+        raise ConfigMapTaken(name, namespace, f"cannot finish the interrupted submission of job {job.name}")
+
+    def _create(self, obj: _Model, *, dry_run: bool) -> AppliedObject:
         from kubernetes.client import ApiException
 
-        name, namespace = job.name, job.namespace
-        with _api_errors(f"create Job {name}", namespace):
+        with _api_errors(f"create {obj.kind} {obj.name}", obj.namespace):
             try:
-                result, _, _ = self._batch.create_namespaced_job_with_http_info(
-                    namespace,
-                    job.body,
+                result, _, _ = self._creators[obj.kind](
+                    obj.namespace,
+                    obj.body,
                     field_manager=FIELD_MANAGER,
                     dry_run=_dry_run_value(dry_run),
                     _content_type="application/json",
                 )
             except ApiException as exc:
                 if exc.status == 409:  # AlreadyExists: for a create, always the name
-                    raise _NameTakenMeanwhile from None
+                    raise _AlreadyExists(obj.kind) from None
                 raise
-        return AppliedObject("Job", name, namespace, _uid(result))
+        return AppliedObject(obj.kind, obj.name, obj.namespace, _uid(result))
+
+    def _send(self, document: dict[str, Any], job: AppliedObject, *, dry_run: bool) -> tuple[AppliedObject, bool]:
+        """Make one of the plan's other objects beside the Job `job`; also says whether this request created
+        it. Raises _ForeignConfigMap when the name of one that is created is taken by another object."""
+        document = _for(document, job)
+        if document["kind"] not in _CREATED:
+            return self._apply(document, dry_run=dry_run)
+        try:
+            return self._create(_model(document), dry_run=dry_run), True
+        except _AlreadyExists:
+            kind, name, namespace = document["kind"], _name(document), str(document["metadata"]["namespace"])
+            existing = self._read(kind, name, namespace)
+            # The same spec submitted twice at once: the other run may have made the Job's own a moment ago.
+            if existing is not None and _is_own(existing, document):
+                return AppliedObject(kind, name, namespace, _uid(existing)), False
+            raise _ForeignConfigMap(name, namespace) from None
 
     def _apply(self, document: dict[str, Any], *, dry_run: bool) -> tuple[AppliedObject, bool]:
         """Server-side apply one object; also says whether this request created it (201) or it existed (200)."""
@@ -241,7 +355,7 @@ class KubernetesCluster:
             )
         return AppliedObject(kind, name, namespace if namespaced else None, _uid(result)), status == 201
 
-    def _resume(self, job: dict[str, Any], made: AppliedObject) -> None:
+    def _resume(self, job: dict[str, Any], made: AppliedObject, *, dry_run: bool) -> None:
         """Give the Job back the plan's own spec.suspend (usually none), so its pods start."""
         if job["spec"].get("suspend"):
             return
@@ -251,11 +365,16 @@ class KubernetesCluster:
             patch["metadata"] = {"uid": made.uid}
         with _api_errors(f"resume Job {made.name}", namespace):
             self._batch.patch_namespaced_job(
-                made.name, namespace, patch, field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH
+                made.name,
+                namespace,
+                patch,
+                field_manager=FIELD_MANAGER,
+                dry_run=_dry_run_value(dry_run),
+                _content_type=MERGE_PATCH,
             )
 
-    def _roll_back(self, created: list[AppliedObject]) -> str:
-        """Delete `created`, newest first; returns what happened, for the error message."""
+    def _roll_back(self, created: list[AppliedObject]) -> tuple[str, bool]:
+        """Delete `created`, newest first; returns what happened, for the error message, and whether all went."""
         deleted: list[str] = []
         left: list[AppliedObject] = []
         for obj in reversed(created):
@@ -270,7 +389,7 @@ class KubernetesCluster:
             namespace = next((obj.namespace for obj in left if obj.namespace), None)
             command = f"kubectl delete {targets}" + (f" -n {namespace}" if namespace else "")
             note += f"; could not delete {', '.join(f'{o.kind} {o.name}' for o in left)}: run `{command}`"
-        return note
+        return note, not left
 
     def _delete(self, obj: AppliedObject) -> None:
         from kubernetes.client import ApiException, V1DeleteOptions, V1Preconditions
@@ -285,14 +404,13 @@ class KubernetesCluster:
                 if exc.status != 404:  # already gone (the garbage collector got there first)
                     raise
 
-    def _read_job(self, job: dict[str, Any]) -> Any | None:
-        """The Job of `job`'s name and namespace on the cluster, or None."""
+    def _read(self, kind: str, name: str, namespace: str) -> Any | None:
+        """The `kind` of that name and namespace on the cluster, or None."""
         from kubernetes.client import ApiException
 
-        name, namespace = _name(job), job["metadata"]["namespace"]
-        with _api_errors(f"read job {name}", namespace):
+        with _api_errors(f"read {kind} {name}", namespace):
             try:
-                return self._batch.read_namespaced_job(name, namespace)
+                return self._readers[kind](name, namespace)
             except ApiException as exc:
                 if exc.status == 404:
                     return None
@@ -312,20 +430,17 @@ class KubernetesCluster:
         return _summarise(job, tuple(_pod_summary(pod) for pod in pods))
 
     def delete_job(self, name: str, namespace: str) -> list[str]:
-        """Delete the Job (its pods go with it) and its ConfigMap; returns what was deleted."""
-        self._managed_job(name, namespace)
-        from kubernetes.client import ApiException
-
+        """Delete the Job (its pods go with it) and the ConfigMap it owns; returns what was deleted."""
+        job = self._managed_job(name, namespace)
+        # Read before the Job goes, or the garbage collector may take the ConfigMap before it is named.
+        configmap = self._read("ConfigMap", name, namespace)
         with _api_errors(f"delete job {name}", namespace):
             self._batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
         deleted = [f"Job {name}"]
-        try:
-            with _api_errors(f"delete ConfigMap {name}", namespace):
-                self._core.delete_namespaced_config_map(name, namespace)
+        # A ConfigMap of the Job's name that the Job does not own is someone else's: it stays.
+        if configmap is not None and _uid(job) in _owner_uids(configmap):
+            self._delete(AppliedObject("ConfigMap", name, namespace, _uid(configmap)))
             deleted.append(f"ConfigMap {name}")
-        except ClusterError as exc:
-            if not isinstance(exc.__cause__, ApiException) or exc.__cause__.status != 404:
-                raise
         return deleted
 
     def _managed_job(self, name: str, namespace: str) -> Any:
@@ -355,24 +470,26 @@ def _only(documents: Sequence[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class _SuspendedJob:
-    """The plan's Job with spec.suspend, as the client's model: the client sends a create only as that."""
+class _Model:
+    """An object the plan creates, as the client's model: the client sends a create only as that."""
 
+    kind: str
     name: str
     namespace: str
-    body: V1Job
+    body: V1Job | V1ConfigMap
 
 
-def _suspended_job(job: dict[str, Any]) -> _SuspendedJob:
-    from kubernetes.client import V1Job
+def _model(document: dict[str, Any]) -> _Model:
+    from kubernetes.client import V1ConfigMap, V1Job
     from pydantic import ValidationError
 
+    kind = str(document["kind"])
     try:  # the model refuses fields it does not know, rather than drop them
-        body = V1Job.model_validate({**job, "spec": {**job["spec"], "suspend": True}})
-        return _SuspendedJob(_name(job), str(job["metadata"]["namespace"]), body)
+        body = V1Job.model_validate(document) if kind == "Job" else V1ConfigMap.model_validate(document)
+        return _Model(kind, _name(document), str(document["metadata"]["namespace"]), body)
     except ValidationError as exc:
         raise ClusterError(
-            f"cannot send Job {_name(job)}: the installed kubernetes client does not know all its fields "
+            f"cannot send {kind} {_name(document)}: the installed kubernetes client does not know all its fields "
             f"({one_line(exc)}); upgrade the kubernetes package"
         ) from None
 
@@ -398,8 +515,8 @@ def _for(document: dict[str, Any], job: AppliedObject) -> dict[str, Any]:
     return {**document, "metadata": {**document["metadata"], "ownerReferences": [reference]}}
 
 
-def _resubmission(job: dict[str, Any], existing: Any) -> SubmitOutcome:
-    """A Job of the plan's name exists: this same submission made before, or someone else's (refused)."""
+def _same_submission(job: dict[str, Any], existing: Any) -> AppliedObject:
+    """`existing`, the Job of the plan's name, when it is this submission made before; else JobNameTaken."""
     metadata = existing.metadata
     made_by_cajajejo = (metadata.labels or {}).get(LABEL_MANAGED_BY) == LABEL_PREFIX
     planned = job["metadata"]
@@ -408,8 +525,23 @@ def _resubmission(job: dict[str, Any], existing: Any) -> SubmitOutcome:
     )
     if differences or not made_by_cajajejo:
         raise JobNameTaken(_name(job), planned["namespace"], differences, made_by_cajajejo)
-    applied = AppliedObject("Job", _name(job), planned["namespace"], _uid(existing))
-    return SubmitOutcome((applied,), already_submitted=True)
+    return AppliedObject("Job", _name(job), planned["namespace"], _uid(existing))
+
+
+def _owner_uids(existing: Any) -> set[str]:
+    return {str(reference.uid) for reference in existing.metadata.owner_references or []}
+
+
+def _is_own(existing: Any, planned: dict[str, Any]) -> bool:
+    """Whether `existing` is `planned` as made beside its Job: owned by that Job, with the same stamps and data."""
+    metadata, wanted = existing.metadata, planned["metadata"]
+    owners = {str(reference["uid"]) for reference in wanted.get("ownerReferences", [])}
+    return (
+        bool(owners)
+        and owners <= _owner_uids(existing)
+        and _stamps(metadata.labels, metadata.annotations) == _stamps(wanted.get("labels"), wanted.get("annotations"))
+        and (existing.data or {}) == (planned.get("data") or {})
+    )
 
 
 def _stamps(labels: dict[str, str] | None, annotations: dict[str, str] | None) -> dict[tuple[str, str], str]:
@@ -492,6 +624,13 @@ def _api_errors(action: str, namespace: str | None) -> Iterator[None]:
             f"cannot {action}{where}: the Kubernetes API server is unreachable ({one_line(exc)}); "
             "check the network and `kubectl cluster-info`"
         ) from exc
+
+
+def _noted(message: object, note: str) -> str:
+    """`message; note` in one line that fits: `message` (often the server's long words) is cut, not the
+    note, which says what was created or rolled back, or what is left to delete by hand."""
+    room = MAX_LINE - len("error: ") - len("; ") - len(note)
+    return f"{shortened(str(message), max(room, 60))}; {note}"
 
 
 def _status_message(exc: Any) -> str:

@@ -78,9 +78,8 @@ def _save_hub_tokenizer(repo: str, target: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(repo)
     except (OSError, ValueError) as exc:
         raise ModelFetchError(
-            f"tokenizer_hf_repo {repo!r} cannot be fetched from the Hugging Face hub "
-            f"({one_line(exc, 200)}); "
-            "without network, put the tokenizer in the MLflow artifact and set tokenizer_directory instead"
+            f"tokenizer_hf_repo {repo!r} cannot be fetched from the Hugging Face hub; without network, put "
+            f"the tokenizer in the MLflow artifact and set tokenizer_directory instead ({one_line(exc, 200)})"
         ) from exc
     tokenizer.save_pretrained(str(target))
     (target / DONE_MARKER).write_text(f"hub {repo}\n")

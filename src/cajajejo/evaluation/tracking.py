@@ -113,14 +113,14 @@ def _log_evaluation(record: EvaluationRecord, tracking_uri: str, results_dir: Pa
         client.set_terminated(run_id, "FAILED" if record.failed else "FINISHED")
     except (MlflowException, OSError) as exc:
         raise CajajejoError(
-            f"could not log to MLflow at {tracking_uri} ({_short(exc)}); "
-            f"the evaluation itself finished and its results are in {results_dir}"
+            f"could not log to MLflow at {tracking_uri}; the evaluation itself finished and its results "
+            f"are in {results_dir} ({_short(exc)})"
         ) from exc
     except Exception as exc:  # requests' connection errors arrive wrapped in various types
         if type(exc).__module__.startswith(("requests", "urllib3")):
             raise CajajejoError(
-                f"MLflow at {tracking_uri} is unreachable ({_short(exc)}); "
-                f"the evaluation itself finished and its results are in {results_dir}"
+                f"MLflow at {tracking_uri} is unreachable; the evaluation itself finished and its results "
+                f"are in {results_dir} ({_short(exc)})"
             ) from exc
         raise
     return str(run_id)
