@@ -428,6 +428,14 @@ def test_jobs_delete_leaves_a_configmap_of_the_jobs_name_that_it_does_not_own(
 # --- a job an interruption left half-made -----------------------------------------------------------
 
 
+def _half_made_spec(standin: KubernetesApiStandin, tmp_path: Path) -> Path:
+    """A spec of job eval-half, submitted, then interrupted before its ConfigMap was made."""
+    spec = _spec(tmp_path / "spec.yml", "eval-half")
+    assert _submit_spec(spec)[0] == 0
+    _interrupt(standin, "eval-half", before_configmap=True)
+    return spec
+
+
 def _interrupt(standin: KubernetesApiStandin, name: str, *, before_configmap: bool) -> None:
     """Leave job `name` as a SIGKILL between create and resume would have: suspended, and without its
     ConfigMap when the kill came before that was made."""
@@ -477,9 +485,7 @@ def test_resubmitting_a_half_made_job_finishes_it(
 def test_a_dry_run_of_a_half_made_job_says_so_and_changes_nothing(
     in_repo: git.Repo, kube_standin: KubernetesApiStandin, tmp_path: Path
 ) -> None:
-    spec = _spec(tmp_path / "spec.yml", "eval-half")
-    assert _submit_spec(spec)[0] == 0
-    _interrupt(kube_standin, "eval-half", before_configmap=True)
+    spec = _half_made_spec(kube_standin, tmp_path)
     before = copy.deepcopy(kube_standin.objects)
     sent = len(kube_standin.requests)
     code, out, err = _submit_spec(spec, "--dry-run")
@@ -496,9 +502,7 @@ def test_a_dry_run_of_a_half_made_job_says_so_and_changes_nothing(
 def test_a_half_made_job_whose_configmap_name_was_taken_meanwhile_is_refused(
     in_repo: git.Repo, kube_standin: KubernetesApiStandin, tmp_path: Path
 ) -> None:
-    spec = _spec(tmp_path / "spec.yml", "eval-half")
-    assert _submit_spec(spec)[0] == 0
-    _interrupt(kube_standin, "eval-half", before_configmap=True)
+    spec = _half_made_spec(kube_standin, tmp_path)
     kube_standin.put(_unrelated_configmap("eval-half"))
     before = copy.deepcopy(kube_standin.objects)
     sent = len(kube_standin.requests)

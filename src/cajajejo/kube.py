@@ -46,6 +46,11 @@ _SUFFIX_FACTOR = {
 }
 
 
+def configmap_data_size(data: dict[str, str]) -> int:
+    """The bytes a ConfigMap's data counts against MAX_CONFIGMAP_BYTES: its keys and values."""
+    return sum(len(str(key).encode()) + len(str(value).encode()) for key, value in data.items())
+
+
 def dns1123_label_problem(value: str) -> str | None:
     """Why `value` is not a DNS-1123 label (namespace, job name), or None when it is one."""
     if len(value) > DNS1123_LABEL_MAX:

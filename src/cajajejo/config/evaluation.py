@@ -259,8 +259,9 @@ class MlflowConfig(StrictModel):
         # The URI lands in a ConfigMap and in MLflow tags: credentials belong in a Kubernetes Secret.
         # No message here repeats the URI: it may hold a password.
         where = credential_in_url(value) or credential_in_value(value)
-        if where is None and urlsplit_problem(value):
-            raise ValueError(f"is not a valid URI ({urlsplit_problem(value)})")
+        unsplittable = urlsplit_problem(value)
+        if where is None and unsplittable:
+            raise ValueError(f"is not a valid URI ({unsplittable})")
         if where is None and "#" in value:
             where = "a URL with a fragment (#...)"
         if where:

@@ -35,23 +35,24 @@ class LoadedConfig:
 def load_evaluation_config(path: str | Path) -> LoadedConfig:
     name = str(path)
     document = parse_yaml(read_text_file(path), name)
+    config, problems = None, []
     try:
         config = validate_document(document, EvaluationJobConfig)
     except UserInputError as exc:
-        # Credentials anywhere in the file (comments too), on lines no field problem names already.
-        named = {problem.line for problem in exc.problems}
-        exc.problems += [p for p in credential_lines(document.text, name) if p.line not in named]
-        raise UserInputError(exc.problems) from None
-    leaks = credential_lines(document.text, name)
-    if leaks:
-        raise UserInputError(leaks)
+        problems = exc.problems
+    # Credentials anywhere in the file (comments too), on lines that no field problem names already.
+    named = {problem.line for problem in problems}
+    problems += [p for p in credential_lines(document.text, name) if p.line not in named]
+    if problems or config is None:
+        raise UserInputError(problems)
     return LoadedConfig(name, document.text, config, tuple(evaluation_warnings(config, document)))
 
 
 def check_inputs_fit_a_configmap(loaded: LoadedConfig, run_specs: RunSpecs) -> None:
     """The two input files travel in one ConfigMap: too large together is the user's to fix, before rendering."""
-    files = {runtime_contract.EVAL_CONFIG_FILE: loaded.text, runtime_contract.RUN_SPECS_FILE: run_specs.text}
-    size = sum(len(name.encode()) + len(text.encode()) for name, text in files.items())
+    size = kube.configmap_data_size(
+        {runtime_contract.EVAL_CONFIG_FILE: loaded.text, runtime_contract.RUN_SPECS_FILE: run_specs.text}
+    )
     if size > kube.MAX_CONFIGMAP_BYTES:
         raise UserInputError(
             Problem(

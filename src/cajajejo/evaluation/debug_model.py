@@ -40,13 +40,13 @@ def with_debug_model(config: EvaluationJobConfig, tracking_uri: str, build_dir: 
     return config.model_copy(update={"model": model})
 
 
-def log_tiny_model(build_dir: Path, tracking_uri: str, artifact_location: Path | None = None) -> str:
+def log_tiny_model(build_dir: Path, tracking_uri: str) -> str:
     """The id of an MLflow run holding the tiny model under artifact path `model` (made once per MLflow)."""
     from mlflow.tracking import MlflowClient
 
     with talking_to_mlflow(tracking_uri):
         client = MlflowClient(tracking_uri=tracking_uri)
-        experiment_id = ensure_experiment(client, MODEL_EXPERIMENT, artifact_location)
+        experiment_id = ensure_experiment(client, MODEL_EXPERIMENT)  # the quickstart creates it first, in its workdir
         existing = client.search_runs([experiment_id], filter_string=f"tags.`{MODEL_TAG}` = 'true'", max_results=1)
         if existing:
             return str(existing[0].info.run_id)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cajajejo.config.loader import load_evaluation_config
 from cajajejo.evaluation.debug_model import MODEL_EXPERIMENT, ensure_experiment
-from cajajejo.evaluation.runner import EvaluationResult, Progress, evaluate
+from cajajejo.evaluation.runner import EvaluationResult, evaluate
 from cajajejo.examples import DEBUG_EVALUATION_CONFIG, DEBUG_RUN_SPECS, example_file
 from cajajejo.mlflow_http import talking_to_mlflow
 from cajajejo.runtime_contract import ENV_MLFLOW_TRACKING_URI
@@ -23,9 +23,7 @@ def local_tracking_uri(workdir: Path) -> str:
     return os.environ.get(ENV_MLFLOW_TRACKING_URI) or f"sqlite:///{(workdir / 'mlflow.db').resolve()}"
 
 
-def quickstart(
-    workdir: Path, config: Path | None = None, helm_config: Path | None = None, progress: Progress | None = None
-) -> EvaluationResult:
+def quickstart(workdir: Path, config: Path | None = None, helm_config: Path | None = None) -> EvaluationResult:
     """Evaluate the debug job (or the given files) locally, keeping everything under `workdir`."""
     config = config or example_file(DEBUG_EVALUATION_CONFIG)
     helm_config = helm_config or example_file(DEBUG_RUN_SPECS)
@@ -45,5 +43,4 @@ def quickstart(
         helm_config=helm_config,
         scratch_dir=workdir / "scratch",
         tracking_uri=tracking_uri,
-        progress=progress,
     )

@@ -84,14 +84,13 @@ def evaluate(
     scratch_dir: Path | None = None,
     keep_tracking_uri: bool = False,
     tracking_uri: str | None = None,
-    progress: Progress | None = None,
 ) -> EvaluationResult:
     """Fetch, register, run HELM, log to MLflow. `tracking_uri` overrides where MLflow is.
 
     In a job HELM's whole output is streamed to stdout (the job's log); with `local` it goes to a log
     file whose path is reported, and only the start of each run spec is shown.
     """
-    progress = progress or Progress()
+    progress = Progress()
     inputs = resolve_inputs(local=local, config=config, helm_config=helm_config, scratch_dir=scratch_dir)
     loaded = load_evaluation_config(inputs.config_path)
     for warning in loaded.warnings:

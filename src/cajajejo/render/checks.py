@@ -12,8 +12,6 @@ from typing import Any
 
 from cajajejo import kube
 
-MAX_CONFIGMAP_BYTES = kube.MAX_CONFIGMAP_BYTES
-MAX_ANNOTATION_BYTES = kube.MAX_ANNOTATION_BYTES
 _NAMESPACED_KINDS = {"Job", "ConfigMap"}
 _NAME_RULES: dict[str, Callable[[str], str | None]] = {
     "Job": kube.dns1123_label_problem,  # the name is also a pod label value, so a label, not a subdomain
@@ -41,7 +39,7 @@ def semantic_problems(documents: list[Any], *, job_name: str, namespace: str) ->
         if problem:
             problems.append(f"{where}: metadata.name: {problem}")
         problems += [f"{where}: {p}" for p in _metadata_problems(document["metadata"], kind, namespace)]
-        size = len(json.dumps(document, separators=(",", ":")).encode())
+        size = serialized_size(document)
         if size > kube.MAX_OBJECT_BYTES:
             problems.append(f"{where}: {size} bytes; the API server stores at most {kube.MAX_OBJECT_BYTES} per object")
         if kind == "ConfigMap":
@@ -57,6 +55,11 @@ def semantic_problems(documents: list[Any], *, job_name: str, namespace: str) ->
     return problems
 
 
+def serialized_size(document: Any) -> int:
+    """The bytes of `document` as JSON, the form the API server stores and kubectl records."""
+    return len(json.dumps(document, separators=(",", ":")).encode())
+
+
 def client_side_apply_warnings(documents: list[Any]) -> list[str]:
     """Objects too large for plain `kubectl apply -f`, which copies each object into an annotation.
 
@@ -66,12 +69,12 @@ def client_side_apply_warnings(documents: list[Any]) -> list[str]:
     """
     warnings = []
     for document in documents:
-        size = len(json.dumps(document, separators=(",", ":")).encode())
-        if size > MAX_ANNOTATION_BYTES:
+        size = serialized_size(document)
+        if size > kube.MAX_ANNOTATION_BYTES:
             kind, name = document.get("kind"), (document.get("metadata") or {}).get("name")
             warnings.append(
                 f"{kind} {name} is {size} bytes, more than plain `kubectl apply -f` can record "
-                f"({MAX_ANNOTATION_BYTES}); apply it with `kubectl apply --server-side -f` or cajajejo submit-job"
+                f"({kube.MAX_ANNOTATION_BYTES}); apply it with `kubectl apply --server-side -f` or cajajejo submit-job"
             )
     return warnings
 
@@ -88,8 +91,8 @@ def _metadata_problems(metadata: dict[str, Any], kind: str, namespace: str) -> l
         if kube.label_key_problem(str(key)):
             problems.append(f"metadata.annotations: key {key!r} {kube.label_key_problem(str(key))}")
     size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
-    if size > MAX_ANNOTATION_BYTES:
-        problems.append(f"metadata.annotations: {size} bytes; at most {MAX_ANNOTATION_BYTES} are allowed")
+    if size > kube.MAX_ANNOTATION_BYTES:
+        problems.append(f"metadata.annotations: {size} bytes; at most {kube.MAX_ANNOTATION_BYTES} are allowed")
     return problems
 
 
@@ -109,9 +112,9 @@ def _label_problems(labels: dict[str, Any], path: str) -> list[str]:
 def _configmap_problems(configmap: dict[str, Any]) -> list[str]:
     data = configmap.get("data") or {}
     problems = [f"data: key {k!r} {kube.config_key_problem(str(k))}" for k in data if kube.config_key_problem(str(k))]
-    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in data.items())
-    if size > MAX_CONFIGMAP_BYTES:
-        problems.append(f"data: {size} bytes; a ConfigMap holds at most {MAX_CONFIGMAP_BYTES}")
+    size = kube.configmap_data_size(data)
+    if size > kube.MAX_CONFIGMAP_BYTES:
+        problems.append(f"data: {size} bytes; a ConfigMap holds at most {kube.MAX_CONFIGMAP_BYTES}")
     return problems
 
 
