@@ -17,7 +17,8 @@ import pytest
 from cajajejo.config.loader import load_evaluation_config
 from cajajejo.config.run_specs import load_run_specs
 from cajajejo.render.environment import template_environment
-from cajajejo.render.plan import ENTRY_TEMPLATE, RenderOptions, render_evaluation_plan
+from cajajejo.render.evaluation import ENTRY_TEMPLATE, render_evaluation_plan
+from cajajejo.render.plan import RenderOptions
 from tests.support import DEBUG_EXAMPLE, DEBUG_RUN_SPECS, MLFLOW_EXAMPLE, RUN_SPECS
 
 HEAVY = ("mlflow", "google.cloud", "kubernetes", "torch", "helm", "transformers", "git")

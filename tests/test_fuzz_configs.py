@@ -20,10 +20,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cajajejo.config.loader import check_inputs_fit_a_configmap, load_evaluation_config
+from cajajejo.config.loader import evaluation_inputs, load_evaluation_config
 from cajajejo.config.run_specs import load_run_specs
 from cajajejo.errors import UserInputError
-from cajajejo.render.plan import Provenance, RenderOptions, render_evaluation_plan
+from cajajejo.render.evaluation import render_evaluation_plan
+from cajajejo.render.plan import Provenance, RenderOptions
 from tests.support import DEBUG_EXAMPLE, DEBUG_RUN_SPECS, GCS_EXAMPLE, MLFLOW_EXAMPLE, RUN_SPECS, run_cli
 
 EXAMPLES = [(MLFLOW_EXAMPLE, RUN_SPECS), (GCS_EXAMPLE, RUN_SPECS), (DEBUG_EXAMPLE, DEBUG_RUN_SPECS)]
@@ -100,7 +101,7 @@ def test_what_validation_accepts_renders_within_every_api_server_limit(
     try:
         loaded = load_evaluation_config(path)
         run_specs = load_run_specs(specs_path)
-        check_inputs_fit_a_configmap(loaded, run_specs)
+        evaluation_inputs(loaded, run_specs)
     except UserInputError:
         return  # refused at validation: what the property wants for anything out of bounds
     # Accepted: rendering must not find a problem (RenderedManifestError would be raised here).

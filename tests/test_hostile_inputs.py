@@ -14,7 +14,8 @@ import yaml
 
 from cajajejo.config.loader import load_evaluation_config
 from cajajejo.config.run_specs import load_run_specs
-from cajajejo.render.plan import Provenance, RenderOptions, render_evaluation_plan
+from cajajejo.render.evaluation import render_evaluation_plan
+from cajajejo.render.plan import Provenance, RenderOptions
 from tests.support import DEBUG_EXAMPLE, DEBUG_RUN_SPECS, GCS_EXAMPLE, run_cli
 from tests.yaml_readers import retyped_scalars
 
@@ -279,7 +280,7 @@ def test_a_spec_too_large_for_client_side_apply_says_how_to_apply_it(tmp_path: P
 
 
 def test_the_readme_lists_the_known_accelerators() -> None:
-    from cajajejo.config.evaluation import KNOWN_GKE_ACCELERATORS
+    from cajajejo.config.common import KNOWN_GKE_ACCELERATORS
     from tests.support import REPO
 
     readme = (REPO / "README.md").read_text()

@@ -13,12 +13,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cajajejo.config.evaluation import looks_like_credential_option, urlsplit_problem
+from cajajejo.config.common import urlsplit_problem
+from cajajejo.config.evaluation import looks_like_credential_option
 from cajajejo.config.loader import load_evaluation_config
 from cajajejo.config.run_specs import load_run_specs
 from cajajejo.credentials import credential_in_url, credential_in_value, is_credential_name
 from cajajejo.errors import RenderedManifestError, UserInputError
-from cajajejo.render.plan import Plan, Provenance, RenderOptions, render_evaluation_plan
+from cajajejo.render.evaluation import render_evaluation_plan
+from cajajejo.render.plan import Plan, Provenance, RenderOptions
 from cajajejo.runtime_contract import RESERVED_ENV
 from tests.support import DEBUG_EXAMPLE, DEBUG_RUN_SPECS, GCS_EXAMPLE, MLFLOW_EXAMPLE, RUN_SPECS
 from tests.yaml_readers import retyped_scalars
@@ -180,8 +182,8 @@ def test_a_template_value_without_the_filter_is_refused(tmp_path: Path) -> None:
     [
         ("restartPolicy: Never", "restartPolicy: Always", "restartPolicy: a Job's pods need Never or OnFailure"),
         (
-            "image: {{ job.image | yaml }}\n        command: {{ job.evaluate",
-            'image: ""\n        command: {{ job.evaluate',
+            "image: {{ job.image | yaml }}\n        command: {{ commands.evaluate",
+            'image: ""\n        command: {{ commands.evaluate',
             "image: is empty",
         ),
         ("backoffLimit:", "backofLimit:", "Additional properties are not allowed ('backofLimit' was unexpected)"),

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cajajejo.config.evaluation import IMAGE_TAG
+from cajajejo.config.common import IMAGE_TAG
 from cajajejo.errors import Problem, UserInputError
 from cajajejo.provenance import open_repository, require_clean_tree
 from cajajejo.settings import Settings

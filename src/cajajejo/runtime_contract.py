@@ -9,6 +9,7 @@ CONFIG_DIR = "/etc/configs"
 SCRATCH_DIR = "/scratch"
 EVAL_CONFIG_FILE = "eval_config.yml"
 RUN_SPECS_FILE = "run_specs.conf"
+TRAIN_CONFIG_FILE = "train_config.yml"
 
 # Environment variables the job's containers receive (names from the original tool's manifests).
 ENV_CONFIG_VERSION = "CONFIG_VERSION"
@@ -28,6 +29,37 @@ RESERVED_ENV = frozenset(
         ENV_CONFIG_DIR,
         ENV_SCRATCH_DIR,
         ENV_MLFLOW_TRACKING_URI,
+    }
+)
+
+# What a training pod's torchrun world is told (the seed's names), and what torchrun itself sets for each
+# worker: a user's env may set none of them, or the world would be told two different things.
+ENV_NNODES = "NNODES"
+ENV_NODE_RANK = "NODE_RANK"
+ENV_RANK = "RANK"
+ENV_NPROC_PER_NODE = "NPROC_PER_NODE"
+ENV_WORLD_SIZE = "WORLD_SIZE"
+ENV_MASTER_ADDR = "MASTER_ADDR"
+ENV_MASTER_PORT = "MASTER_PORT"
+TRAINING_ENV = frozenset(
+    {
+        ENV_NNODES,
+        ENV_NODE_RANK,
+        ENV_RANK,
+        ENV_NPROC_PER_NODE,
+        ENV_WORLD_SIZE,
+        ENV_MASTER_ADDR,
+        ENV_MASTER_PORT,
+        "LOCAL_RANK",
+        "LOCAL_WORLD_SIZE",
+        "GROUP_RANK",
+        "ROLE_RANK",
+        "ROLE_WORLD_SIZE",
+        "NCCL_DEBUG",
+        "NCCL_SOCKET_IFNAME",
+        "TORCH_NCCL_ASYNC_ERROR_HANDLING",
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
     }
 )
 

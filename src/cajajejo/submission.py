@@ -28,12 +28,14 @@ from cajajejo.backends.kubernetes import (
     SubmitOutcome,
     load_api_client,
 )
+from cajajejo.config.evaluation import EvaluationJobConfig
 from cajajejo.config.loader import LoadedConfig, load_evaluation_config
 from cajajejo.config.run_specs import RunSpecs, load_run_specs
 from cajajejo.config.source import read_text_file
 from cajajejo.errors import Problem, UserInputError, one_line
 from cajajejo.files import write_text_atomically
 from cajajejo.provenance import provenance_for
+from cajajejo.render.evaluation import render_evaluation_plan
 from cajajejo.render.names import check_dns_label
 from cajajejo.render.plan import (
     LABEL_PREFIX,
@@ -41,7 +43,6 @@ from cajajejo.render.plan import (
     Provenance,
     RenderOptions,
     manifest_problems,
-    render_evaluation_plan,
 )
 from cajajejo.render.yaml_text import load_documents
 from cajajejo.settings import Settings, load_settings
@@ -64,7 +65,7 @@ class Submission:
 class CheckedInputs:
     """A job's inputs, past the git gate and validated, with how to render them."""
 
-    loaded: LoadedConfig
+    loaded: LoadedConfig[EvaluationJobConfig]
     run_specs: RunSpecs
     provenance: Provenance
     options: RenderOptions

@@ -28,13 +28,13 @@ def evaluation() -> None:
 )
 def validate_config(config: Path, helm_config: Path | None) -> None:
     """Check an evaluation job CONFIG (YAML) without rendering anything."""
-    from cajajejo.config.loader import check_inputs_fit_a_configmap, load_evaluation_config
+    from cajajejo.config.loader import evaluation_inputs, load_evaluation_config
     from cajajejo.config.run_specs import load_run_specs
 
     loaded = load_evaluation_config(config)
     warn(loaded.warnings)
     if helm_config is not None:
-        check_inputs_fit_a_configmap(loaded, load_run_specs(helm_config))
+        evaluation_inputs(loaded, load_run_specs(helm_config))
     click.echo(f"{config}: valid evaluation job config (version {loaded.config.version})")
 
 
@@ -79,7 +79,8 @@ def parse_job(
     from cajajejo.config.run_specs import load_run_specs
     from cajajejo.files import write_text_atomically
     from cajajejo.render.checks import client_side_apply_warnings
-    from cajajejo.render.plan import Provenance, RenderOptions, render_evaluation_plan
+    from cajajejo.render.evaluation import render_evaluation_plan
+    from cajajejo.render.plan import Provenance, RenderOptions
     from cajajejo.render.schema import DEFAULT_KUBERNETES_VERSION
     from cajajejo.settings import load_settings
 

@@ -5,39 +5,62 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from cajajejo import kube, runtime_contract
+from cajajejo.config.common import JobConfigBase
 from cajajejo.config.evaluation import EvaluationJobConfig
 from cajajejo.config.run_specs import RunSpecs
 from cajajejo.config.source import Loc, YamlDocument, dotted_path, parse_yaml, read_text_file
+from cajajejo.config.training import TrainingJobConfig
 from cajajejo.credentials import credential_lines
 from cajajejo.errors import Problem, UserInputError, quoted
 
 M = TypeVar("M", bound=BaseModel)
+C = TypeVar("C", bound=JobConfigBase)
 
-EXAMPLE_HINT = "see jobs/evaluation/example.mlflow.job_config.yml"
+# Each job kind: its config model and the example a user can compare a broken config with.
+KINDS: dict[str, tuple[type[JobConfigBase], str]] = {
+    "evaluation": (EvaluationJobConfig, "jobs/evaluation/example.mlflow.job_config.yml"),
+    "training": (TrainingJobConfig, "jobs/training/example.job_config.yml"),
+}
+DEFAULT_KIND = "evaluation"  # configs written before `kind` existed are evaluation configs
+EXAMPLE_HINT = f"see {KINDS[DEFAULT_KIND][1]}"
 
 
 @dataclass(frozen=True)
-class LoadedConfig:
+class LoadedConfig(Generic[C]):
     """A validated config with the text it came from (the ConfigMap carries that exact text)."""
 
     path: str
     text: str
-    config: EvaluationJobConfig
+    config: C
     warnings: tuple[Problem, ...]
 
 
-def load_evaluation_config(path: str | Path) -> LoadedConfig:
+def load_evaluation_config(path: str | Path) -> LoadedConfig[EvaluationJobConfig]:
+    return _load(path, EvaluationJobConfig)
+
+
+def load_training_config(path: str | Path) -> LoadedConfig[TrainingJobConfig]:
+    return _load(path, TrainingJobConfig)
+
+
+def load_job_config(path: str | Path) -> LoadedConfig[JobConfigBase]:
+    """A config of any kind, as its `kind` field says."""
+    return _load(path, None)
+
+
+def _load(path: str | Path, wanted: type[C] | None) -> LoadedConfig[C]:
     name = str(path)
     document = parse_yaml(read_text_file(path), name)
+    model = _model_of_kind(document, wanted)
     config, problems = None, []
     try:
-        config = validate_document(document, EvaluationJobConfig)
+        config = validate_document(document, model)
     except UserInputError as exc:
         problems = exc.problems
     # Credentials anywhere in the file (comments too), on lines that no field problem names already.
@@ -45,28 +68,62 @@ def load_evaluation_config(path: str | Path) -> LoadedConfig:
     problems += [p for p in credential_lines(document.text, name) if p.line not in named]
     if problems or config is None:
         raise UserInputError(problems)
-    return LoadedConfig(name, document.text, config, tuple(evaluation_warnings(config, document)))
+    return LoadedConfig(name, document.text, config, tuple(config_warnings(config, document)))
 
 
-def check_inputs_fit_a_configmap(loaded: LoadedConfig, run_specs: RunSpecs) -> None:
-    """The two input files travel in one ConfigMap: too large together is the user's to fix, before rendering."""
-    size = kube.configmap_data_size(
-        {runtime_contract.EVAL_CONFIG_FILE: loaded.text, runtime_contract.RUN_SPECS_FILE: run_specs.text}
-    )
+def _model_of_kind(document: YamlDocument, wanted: type[C] | None) -> type[C]:
+    """The model the document's `kind` names; a kind other than `wanted` is refused in one line."""
+    data = document.data
+    kind = data.get("kind", DEFAULT_KIND) if isinstance(data, dict) else DEFAULT_KIND
+    if not isinstance(kind, str) or kind not in KINDS:
+        close = difflib.get_close_matches(str(kind), list(KINDS), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(KINDS)}"
+        raise UserInputError(
+            Problem(
+                document.name,
+                f"unknown job kind {quoted(kind)}; {hint}",
+                field="kind",
+                line=document.line_of(("kind",)),
+            )
+        )
+    model = KINDS[kind][0]
+    if wanted is not None and model is not wanted:
+        wanted_kind = next(name for name, (m, _) in KINDS.items() if m is wanted)
+        raise UserInputError(
+            Problem(
+                document.name,
+                f"is a {kind} job config, not a {wanted_kind} one; use `cajajejo jobs {kind} ...` for it",
+                field="kind",
+                line=document.line_of(("kind",)) or 1,
+            )
+        )
+    return model  # type: ignore[return-value]  # KINDS maps each name to the model of that kind
+
+
+def check_inputs_fit_a_configmap(files: dict[str, str], paths: str) -> None:
+    """The job's input files travel in one ConfigMap: too large together is the user's to fix, before rendering."""
+    size = kube.configmap_data_size(files)
     if size > kube.MAX_CONFIGMAP_BYTES:
         raise UserInputError(
             Problem(
-                f"{loaded.path} + {run_specs.path}",
+                paths,
                 f"together {size} bytes; the job's ConfigMap holds at most {kube.MAX_CONFIGMAP_BYTES}: "
                 "make them smaller (e.g. split the run specs over several jobs)",
             )
         )
 
 
+def evaluation_inputs(loaded: LoadedConfig[EvaluationJobConfig], run_specs: RunSpecs) -> dict[str, str]:
+    """The files an evaluation job's ConfigMap carries, checked to fit."""
+    files = {runtime_contract.EVAL_CONFIG_FILE: loaded.text, runtime_contract.RUN_SPECS_FILE: run_specs.text}
+    check_inputs_fit_a_configmap(files, f"{loaded.path} + {run_specs.path}")
+    return files
+
+
 def validate_document(document: YamlDocument, model: type[M]) -> M:
     """Validate a parsed document against `model`; all problems are reported at once."""
     if document.data is None:
-        raise UserInputError(Problem(document.name, f"is empty; expected a job config ({EXAMPLE_HINT})"))
+        raise UserInputError(Problem(document.name, f"is empty; expected a job config ({_example_of(model)})"))
     if not isinstance(document.data, dict):
         found = type(document.data).__name__
         raise UserInputError(
@@ -79,7 +136,11 @@ def validate_document(document: YamlDocument, model: type[M]) -> M:
         raise UserInputError(problems) from None
 
 
-def evaluation_warnings(config: EvaluationJobConfig, document: YamlDocument) -> list[Problem]:
+def _example_of(model: type[BaseModel]) -> str:
+    return next((f"see {example}" for m, example in KINDS.values() if m is model), EXAMPLE_HINT)
+
+
+def config_warnings(config: JobConfigBase, document: YamlDocument) -> list[Problem]:
     """Things that are valid but undermine reproducibility."""
     if config.image_tag in (None, "latest"):
         what = "is missing (so 'latest')" if config.image_tag is None else "is 'latest'"

@@ -12,10 +12,11 @@ from typing import Any
 
 from cajajejo import kube
 
-_NAMESPACED_KINDS = {"Job", "ConfigMap"}
+_NAMESPACED_KINDS = {"Job", "ConfigMap", "Service"}
 _NAME_RULES: dict[str, Callable[[str], str | None]] = {
     "Job": kube.dns1123_label_problem,  # the name is also a pod label value, so a label, not a subdomain
     "ConfigMap": kube.dns1123_subdomain_problem,
+    "Service": kube.dns1123_label_problem,  # a DNS label: pods of the job are named under it
     "StorageClass": kube.dns1123_subdomain_problem,
 }
 

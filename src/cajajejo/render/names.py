@@ -1,4 +1,4 @@
-"""Readable, random, valid job names: `eval-[prefix-]<adjective>-<animal>-<4 letters or digits>`.
+"""Readable, random, valid job names: `eval-[prefix-]<adjective>-<animal>-<4 letters or digits>` (`train-...`).
 
 The words come from coolname's curated lists (adjectives and animals only), not a hand-made list.
 A `random.Random` can be passed in so that tests and golden files get the same name every time.
@@ -24,18 +24,18 @@ from pathlib import Path
 from cajajejo import kube
 from cajajejo.errors import CajajejoError, Problem, UserInputError
 
-JOB_KIND_PREFIX = "eval"
+JOB_KIND_PREFIXES = {"evaluation": "eval", "training": "train"}
 SUFFIX_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 SUFFIX_LENGTH = 4
 
 _WORD = re.compile(r"[a-z]+")
 
 
-def generate_job_name(prefix: str | None = None, rng: random.Random | None = None) -> str:
+def generate_job_name(prefix: str | None = None, rng: random.Random | None = None, *, kind: str = "evaluation") -> str:
     rng = rng or random.SystemRandom()
     words = _adjective_animal(rng)  # first, so that a seed gives the words it gave before the suffix
     suffix = "".join(rng.choice(SUFFIX_ALPHABET) for _ in range(SUFFIX_LENGTH))
-    name = "-".join(part for part in (JOB_KIND_PREFIX, prefix, *words, suffix) if part)
+    name = "-".join(part for part in (JOB_KIND_PREFIXES[kind], prefix, *words, suffix) if part)
     # Prefixes are at most 20 characters and coolname words at most 13, so this always holds.
     assert kube.dns1123_label_problem(name) is None, name
     return name

@@ -1,4 +1,4 @@
-"""Build the plan of an evaluation job: its Kubernetes objects as data, checked, ready to print or send.
+"""The pipeline every job kind's plan goes through: its Kubernetes objects as data, checked, ready to print or send.
 
 Nothing here touches the network. Values that only exist at submission (the commit, the repository
 paths of the input files) are parameters; when absent they are clear placeholders.
@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cajajejo import __version__, runtime_contract
-from cajajejo.config.evaluation import GKE_ACCELERATOR_LABEL, EvaluationJobConfig
-from cajajejo.config.loader import LoadedConfig, check_inputs_fit_a_configmap
-from cajajejo.config.run_specs import RunSpecs
+from cajajejo.config.common import GKE_ACCELERATOR_LABEL, JobConfigBase
 from cajajejo.errors import Problem, RenderedManifestError, UserInputError
 from cajajejo.kube import dns1123_subdomain_problem
 from cajajejo.render.checks import semantic_problems
@@ -29,11 +28,11 @@ from cajajejo.settings import Settings
 UNVERSIONED = "unversioned"
 UNKNOWN_PATH = "unknown"
 DEFAULT_NAMESPACE = "default"
-ENTRY_TEMPLATE = "evaluation/plan.yaml.j2"
 
 LABEL_PREFIX = "cajajejo"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_JOB_NAME = f"{LABEL_PREFIX}/job-name"
+LABEL_JOB_KIND = f"{LABEL_PREFIX}/job-kind"
 
 _CONFIG_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,79}")
 _HEX_SHA = re.compile(r"([0-9a-f]{12})[0-9a-f]{28,}(-dirty)?")
@@ -90,33 +89,57 @@ class Plan:
         return dump_documents(self.documents, header=header)
 
 
-def render_evaluation_plan(
-    loaded: LoadedConfig,
-    run_specs: RunSpecs,
-    provenance: Provenance = Provenance(),
-    options: RenderOptions = RenderOptions(),
+@dataclass(frozen=True)
+class JobInputs:
+    """What a kind hands the shared pipeline: its config, the files its ConfigMap carries, its own paths."""
+
+    kind: str  # "evaluation", "training": the job-kind label and the template folder
+    config: JobConfigBase
+    files: dict[str, str]  # ConfigMap file name -> text, hashed into the inputs hash in this order
+    input_paths: dict[str, str] = field(default_factory=dict)  # env name -> repo path of a further input
+    path_annotations: dict[str, str] = field(default_factory=dict)  # annotation key -> repo path of it
+
+
+def render_plan(
+    inputs: JobInputs,
+    provenance: Provenance,
+    options: RenderOptions,
+    kind_context: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> Plan:
-    config = loaded.config
+    """The one pipeline every kind goes through: name → context → templates → parse back → checks → Plan.
+
+    `kind_context` gets the shared part of the context (the `job` mapping) and returns the kind's
+    own additions; everything the kinds share (identity, stamps, env, placement) is made here.
+    """
+    config = inputs.config
     k8s = config.kubernetes_config
     if options.job_name is not None:
         job_name = check_dns_label(options.job_name, "--job-name")
     else:
-        job_name = generate_job_name(k8s.job_name_prefix, options.rng)
+        job_name = generate_job_name(k8s.job_name_prefix, options.rng, kind=inputs.kind)
     if options.namespace is not None:
         namespace = check_dns_label(options.namespace, "--namespace")
     else:
         namespace = k8s.namespace or check_dns_label(options.default_namespace, "setting namespace")
     resolve_version(options.kubernetes_version)  # a bad version is the user's error, before any rendering
-    check_inputs_fit_a_configmap(loaded, run_specs)
-    context = _template_context(config, job_name, namespace, provenance, loaded.text, run_specs.text)
-    context["job"]["service_account"] = k8s.service_account or _checked_default_service_account(options)
+    job = _shared_job_context(inputs, job_name, namespace, provenance)
+    job["service_account"] = k8s.service_account or _checked_default_service_account(options)
+    context = {
+        "config": config,
+        "job": job,
+        "files": inputs.files,
+        "paths": {"config_dir": runtime_contract.CONFIG_DIR, "scratch_dir": runtime_contract.SCRATCH_DIR},
+        "storage_class": _storage_class(config),
+        **kind_context(job),
+    }
 
-    template = template_environment(options.template_dir).get_template(ENTRY_TEMPLATE)
+    entry = f"{inputs.kind}/plan.yaml.j2"
+    template = template_environment(options.template_dir).get_template(entry)
     try:
         rendered = template.render(context)
         documents = load_documents(rendered, trusted=True)
     except Exception as exc:  # a bug in a template (ours or a user's override): say where, not a traceback
-        raise RenderedManifestError(f"rendering {ENTRY_TEMPLATE} failed: {exc} ({_BLAME})") from exc
+        raise RenderedManifestError(f"rendering {entry} failed: {exc} ({_BLAME})") from exc
 
     problems = manifest_problems(
         documents, job_name=job_name, namespace=namespace, kubernetes_version=options.kubernetes_version
@@ -156,10 +179,10 @@ def _describe(document: dict[str, Any]) -> str:
     return f"{document.get('kind', '?')} {name}"
 
 
-def inputs_sha256(config_text: str, run_specs_text: str) -> str:
-    """One hash of both input files, to tell jobs with the same inputs apart from the rest."""
+def inputs_sha256(*texts: str) -> str:
+    """One hash of all of a job's input files, to tell jobs with the same inputs apart from the rest."""
     digest = hashlib.sha256()
-    for text in (config_text, run_specs_text):
+    for text in texts:
         data = text.encode("utf-8")
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
@@ -172,20 +195,32 @@ def _version_label(config_version: str) -> str:
     return short[:63].rstrip("-_.")
 
 
-def _template_context(
-    config: EvaluationJobConfig,
-    job_name: str,
-    namespace: str,
-    provenance: Provenance,
-    config_text: str,
-    run_specs_text: str,
-) -> dict[str, Any]:
-    inputs_hash = inputs_sha256(config_text, run_specs_text)
-    identity = {
-        LABEL_MANAGED_BY: LABEL_PREFIX,
-        f"{LABEL_PREFIX}/job-kind": "evaluation",
-        LABEL_JOB_NAME: job_name,
+def _storage_class(config: JobConfigBase) -> dict[str, Any] | None:
+    """The StorageClass the config asks to have made for its scratch volume, or None."""
+    scratch = config.compute_config.scratch
+    if scratch.provision_storage_class is None:
+        return None
+    return {
+        "name": scratch.storage_class,
+        "disk_type": scratch.provision_storage_class.disk_type,
+        "labels": {LABEL_MANAGED_BY: LABEL_PREFIX},
     }
+
+
+def job_labels(kind: str, job_name: str) -> dict[str, str]:
+    """The labels that identify a job's objects and pods: selectors for status, logs and cleanup use them."""
+    return {LABEL_MANAGED_BY: LABEL_PREFIX, LABEL_JOB_KIND: kind, LABEL_JOB_NAME: job_name}
+
+
+def kubelet_literal(value: str) -> str:
+    """`value` as the kubelet passes it on: it expands `$(VAR)` in commands, args and env values, `$$` is `$`."""
+    return value.replace("$", "$$")
+
+
+def _shared_job_context(inputs: JobInputs, job_name: str, namespace: str, provenance: Provenance) -> dict[str, Any]:
+    config = inputs.config
+    inputs_hash = inputs_sha256(*inputs.files.values())
+    identity = job_labels(inputs.kind, job_name)
     labels = {
         **identity,
         f"{LABEL_PREFIX}/config-version": _version_label(provenance.config_version),
@@ -195,7 +230,7 @@ def _template_context(
     annotations = {
         f"{LABEL_PREFIX}/config-version": provenance.config_version,
         f"{LABEL_PREFIX}/config-path": provenance.config_path,
-        f"{LABEL_PREFIX}/helm-config-path": provenance.helm_config_path,
+        **inputs.path_annotations,
         f"{LABEL_PREFIX}/inputs-sha256": inputs_hash,
     }
     node_selector = dict(config.kubernetes_config.node_selector)
@@ -204,46 +239,22 @@ def _template_context(
     env = {
         runtime_contract.ENV_CONFIG_VERSION: provenance.config_version,
         runtime_contract.ENV_CONFIG_PATH: provenance.config_path,
-        runtime_contract.ENV_HELM_CONFIG_PATH: provenance.helm_config_path,
+        **inputs.input_paths,
         runtime_contract.ENV_JOB_NAME: job_name,
         runtime_contract.ENV_CONFIG_DIR: runtime_contract.CONFIG_DIR,
         runtime_contract.ENV_SCRATCH_DIR: runtime_contract.SCRATCH_DIR,
         runtime_contract.ENV_MLFLOW_TRACKING_URI: config.mlflow_config.tracking_uri,
-        **config.kubernetes_config.env,
+        **{name: kubelet_literal(value) for name, value in config.kubernetes_config.env.items()},
     }
-    eval_config_path = f"{runtime_contract.CONFIG_DIR}/{runtime_contract.EVAL_CONFIG_FILE}"
-    scratch = config.compute_config.scratch
-    storage_class = None
-    if scratch.provision_storage_class is not None:
-        storage_class = {
-            "name": scratch.storage_class,
-            "disk_type": scratch.provision_storage_class.disk_type,
-            "labels": {LABEL_MANAGED_BY: LABEL_PREFIX},
-        }
     return {
-        "config": config,
-        "job": {
-            "name": job_name,
-            "namespace": namespace,
-            "configmap_name": job_name,
-            "labels": labels,
-            "annotations": annotations,
-            "pod_labels": identity,
-            "image": config.image_reference,
-            "node_selector": node_selector,
-            "env": env,
-            "fetch_model_command": [
-                "cajajejo",
-                "models",
-                "download",
-                "--config",
-                eval_config_path,
-                "--scratch-dir",
-                runtime_contract.SCRATCH_DIR,
-            ],
-            "evaluate_command": ["cajajejo", "--trace", "evaluate"],
-        },
-        "paths": {"config_dir": runtime_contract.CONFIG_DIR, "scratch_dir": runtime_contract.SCRATCH_DIR},
-        "files": {runtime_contract.EVAL_CONFIG_FILE: config_text, runtime_contract.RUN_SPECS_FILE: run_specs_text},
-        "storage_class": storage_class,
+        "name": job_name,
+        "namespace": namespace,
+        "configmap_name": job_name,
+        "labels": labels,
+        "annotations": annotations,
+        "pod_labels": identity,
+        "image": config.image_reference,
+        "node_selector": node_selector,
+        "env": env,
+        "field_env": {},  # env read from the pod's own fields (downward API), e.g. an Indexed Job's index
     }
