@@ -6,11 +6,15 @@ Each task only parses its arguments and calls the cajajejo package, where the lo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke.context import Context
 from invoke.tasks import task
 
 from cajajejo.invoke_bridge import reported, task_with_short_flags
+
+if TYPE_CHECKING:
+    from cajajejo.submission import Submission
 
 
 @task_with_short_flags(
@@ -42,16 +46,62 @@ def submit_evaluation_job(
     dry_run: bool = False,
 ) -> None:
     """Render an evaluation job from a clean git tree, stamp the commit into it and submit it."""
-    from cajajejo.submission import describe, submit_evaluation_job
+    from cajajejo.submission import submit_evaluation_job
 
-    result = submit_evaluation_job(
-        Path(config),
-        Path(helm_config),
-        spec_output_path=Path(kubernetes_job_spec_output_path) if kubernetes_job_spec_output_path else None,
-        allow_dirty=allow_dirty_repo,
-        namespace=namespace,
-        dry_run=dry_run,
+    _print_submission(
+        submit_evaluation_job(
+            Path(config),
+            Path(helm_config),
+            spec_output_path=Path(kubernetes_job_spec_output_path) if kubernetes_job_spec_output_path else None,
+            allow_dirty=allow_dirty_repo,
+            namespace=namespace,
+            dry_run=dry_run,
+        )
     )
+
+
+@task_with_short_flags(
+    short={
+        "config": "c",
+        "kubernetes_job_spec_output_path": "o",
+        "allow_dirty_repo": "a",
+        "namespace": "n",
+        "dry_run": "d",
+    },
+    help={
+        "config": "training job config (YAML), committed",
+        "kubernetes_job_spec_output_path": "also save the rendered job spec to this file",
+        "allow_dirty_repo": "submit from a dirty tree anyway; the job is stamped '<sha>-dirty'",
+        "namespace": "namespace to submit to (default: the config's, else the namespace setting)",
+        "dry_run": "let the cluster validate everything, create nothing",
+    },
+)
+@reported
+def submit_training_job(
+    c: Context,
+    config: str,
+    kubernetes_job_spec_output_path: str | None = None,
+    allow_dirty_repo: bool = False,
+    namespace: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Render a training job (torchrun over nnodes pods) from a clean git tree, stamp the commit, submit it."""
+    from cajajejo.submission import submit_training_job
+
+    _print_submission(
+        submit_training_job(
+            Path(config),
+            spec_output_path=Path(kubernetes_job_spec_output_path) if kubernetes_job_spec_output_path else None,
+            allow_dirty=allow_dirty_repo,
+            namespace=namespace,
+            dry_run=dry_run,
+        )
+    )
+
+
+def _print_submission(result: Submission) -> None:
+    from cajajejo.submission import describe
+
     for warning in result.warnings:
         print(f"warning: {warning}")
     print("\n".join(describe(result)))

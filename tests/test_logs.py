@@ -411,3 +411,20 @@ def test_progress_is_drawn_on_a_terminal_only_and_cleared_at_the_end() -> None:
     quiet.update(5_000)
     quiet.done()
     assert piped.getvalue() == ""
+
+
+def test_rank_reads_one_pod_of_a_training_job(logging_standin: CloudLoggingStandin) -> None:
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    logging_standin.add(
+        [make_entry(i, job="train-a", start=start, rank=i % 2, text=f"[TRAIN] rank {i % 2} step {i}") for i in range(6)]
+    )
+    result = run_cli("logs", "train-a", "--rank", "1")
+    assert result.exit_code == 0, result.stderr
+    assert [line.split("[TRAIN] ", 1)[-1] for line in result.stdout.splitlines()] == [
+        "rank 1 step 1",
+        "rank 1 step 3",
+        "rank 1 step 5",
+    ]
+    assert 'labels."k8s-pod/batch_kubernetes_io/job-completion-index"="1"' in logging_standin.filters[-1]
+    every = run_cli("logs", "train-a")
+    assert len(every.stdout.splitlines()) == 6

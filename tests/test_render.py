@@ -22,6 +22,7 @@ from cajajejo.errors import RenderedManifestError, UserInputError
 from cajajejo.render.evaluation import render_evaluation_plan
 from cajajejo.render.plan import Plan, Provenance, RenderOptions
 from cajajejo.runtime_contract import RESERVED_ENV
+from tests.kubelet import expand
 from tests.support import DEBUG_EXAMPLE, DEBUG_RUN_SPECS, GCS_EXAMPLE, MLFLOW_EXAMPLE, RUN_SPECS
 from tests.yaml_readers import retyped_scalars
 
@@ -295,7 +296,9 @@ def test_free_text_round_trips_and_never_restructures(
     assert loaded.config.tracking_config.experiment_name == as_read["tracking_config"]["experiment_name"]
     container = documents[0]["spec"]["template"]["spec"]["containers"][0]
     rendered_env = {e["name"]: e.get("value") for e in container["env"]}
-    assert {k: rendered_env[k] for k in env} == as_read["kubernetes_config"]["env"]
+    defined = {name: value or "" for name, value in rendered_env.items()}
+    # The kubelet would expand $(VAR) in a value; cajajejo escapes the user's values so it never does.
+    assert {k: expand(rendered_env[k], defined) for k in env} == as_read["kubernetes_config"]["env"]
     assert rendered_env["MLFLOW_TRACKING_URI"] == as_read["mlflow_config"]["tracking_uri"]
     assert rendered_env["CONFIG_PATH_GIT_REPO"] == provenance_path
     assert documents[0]["metadata"]["annotations"]["cajajejo/config-path"] == provenance_path

@@ -138,7 +138,7 @@ def drawn_names(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The generated job names, in the order they will be drawn (the test fills the list)."""
     names: list[str] = []
     draws: Iterator[str] = iter(names)
-    monkeypatch.setattr("cajajejo.render.plan.generate_job_name", lambda *_: next(draws))
+    monkeypatch.setattr("cajajejo.render.plan.generate_job_name", lambda *_, **__: next(draws))
     return names
 
 

@@ -240,7 +240,7 @@ def test_short_flags_are_unambiguous_and_leave_h_to_help() -> None:
     from invoke.tasks import Task
 
     tasks = [value for value in vars(task_module).values() if isinstance(value, Task)]
-    assert len(tasks) == 5
+    assert len(tasks) == 6
     for task in tasks:
         names = [name for argument in task.get_arguments() for name in argument.names]
         short = [name for name in names if len(name) == 1]
@@ -251,3 +251,17 @@ def test_short_flags_are_unambiguous_and_leave_h_to_help() -> None:
     logs_help = invoke("--help", "get-job-logs", cwd=REPO).stdout
     assert "-s INT, --shift-amount=INT" in logs_help
     assert "-u STRING, --shift-unit=STRING" in logs_help
+
+
+def test_submit_training_job_task(jobs_repo: git.Repo, kube_standin: KubernetesApiStandin) -> None:
+    root = Path(jobs_repo.working_tree_dir or "")
+    target = root / "jobs" / "training" / "smoke.job_config.yml"
+    target.parent.mkdir(parents=True)
+    target.write_text((REPO / "jobs" / "training" / "smoke.job_config.yml").read_text())
+    jobs_repo.index.add([str(target)])
+    jobs_repo.index.commit("training")
+    result = invoke("submit-training-job", "-c", "jobs/training/smoke.job_config.yml", "-n", "default", cwd=root)
+    assert result.returncode == 0, result.stderr
+    name = result.stdout.split()[1]
+    assert name.startswith("train-")
+    assert {kind for kind, _, obj in kube_standin.objects if obj == name} == {"Job", "Service", "ConfigMap"}

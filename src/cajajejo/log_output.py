@@ -119,6 +119,7 @@ def fetch_job_logs(
     follow: bool = False,
     quiet: bool = False,
     retry: RetryPolicy | None = None,
+    rank: int | None = None,
 ) -> FetchSummary:
     """The use case behind `cajajejo logs` and `invoke get-job-logs`: check, query, stream, summarise."""
     if follow and output_path is not None:
@@ -132,6 +133,7 @@ def fetch_job_logs(
         namespace=namespace or settings.get("namespace") or "default",
         since=lower_bound(shift_unit, shift_amount),
         cluster=settings.get("gke_cluster"),
+        rank=rank,
     )
     client = make_client(settings.require("gcp_project", "read job logs"))
     entries = read_entries(client, query, follow=follow, retry=retry)

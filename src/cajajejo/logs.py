@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 EMULATOR_ENV = "LOGGING_EMULATOR_HOST"
 SHIFT_UNITS = {"days": timedelta(days=1), "hours": timedelta(hours=1), "minutes": timedelta(minutes=1)}
 JOB_NAME_POD_LABEL = "k8s-pod/job-name"  # GKE puts pod labels under k8s-pod/; the Job controller sets job-name
+# The pod index of an Indexed Job (a training job's node rank), as GKE writes the label's key: dots as '_'.
+RANK_POD_LABEL = "k8s-pod/batch_kubernetes_io/job-completion-index"
 PAGE_SIZE = 1000
 
 
@@ -73,6 +75,7 @@ class LogQuery:
     namespace: str
     since: datetime
     cluster: str | None = None
+    rank: int | None = None  # one pod of an Indexed Job (a training job's node rank); None: all pods
 
     def __post_init__(self) -> None:
         for source, value in (("JOB_NAME", self.job_name), ("--namespace", self.namespace)):
@@ -91,6 +94,8 @@ class LogQuery:
         ]
         if self.cluster is not None:
             terms.append(f"resource.labels.cluster_name={quote(self.cluster)}")
+        if self.rank is not None:
+            terms.append(f'labels."{RANK_POD_LABEL}"={quote(str(self.rank))}')
         terms.append(f"timestamp>={quote(since or rfc3339(self.since))}")
         return " AND ".join(terms)
 

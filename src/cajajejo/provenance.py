@@ -100,18 +100,20 @@ def tree_state(repo: git.Repo, inputs: list[str], *, all_untracked: bool = False
     return TreeState(head_sha(repo), tuple(changed), tuple(untracked))
 
 
-def provenance_for(config: Path, helm_config: Path, *, allow_dirty: bool = False) -> Provenance:
-    """Stamps for a job rendered from `config` and `helm_config`; refuses a dirty tree unless allowed."""
-    for path in (config, helm_config):
+def provenance_for(config: Path, helm_config: Path | None = None, *, allow_dirty: bool = False) -> Provenance:
+    """Stamps for a job rendered from `config` (and an evaluation's `helm_config`); refuses a dirty tree
+    unless allowed."""
+    paths = [config] if helm_config is None else [config, helm_config]
+    for path in paths:
         if not path.is_file():
             raise UserInputError(Problem(str(path), "no such file"))
     repo = open_repository(config)
-    inputs = [repository_path(repo, config), repository_path(repo, helm_config)]
+    inputs = [repository_path(repo, path) for path in paths]
     state = tree_state(repo, inputs)
     if state.dirty and not allow_dirty:
         raise DirtyRepositoryError(_dirty_message(state))
     version = state.head_sha + (DIRTY_SUFFIX if state.dirty else "")
-    return Provenance(version, inputs[0], inputs[1])
+    return Provenance(version, *inputs)
 
 
 def require_clean_tree(path: Path, *, allow_dirty: bool = False, purpose: str) -> str:

@@ -11,6 +11,14 @@ EVAL_CONFIG_FILE = "eval_config.yml"
 RUN_SPECS_FILE = "run_specs.conf"
 TRAIN_CONFIG_FILE = "train_config.yml"
 
+
+def config_dir() -> str:
+    """Where the job's ConfigMap is mounted: $CAJAJEJO_CONFIG_DIR, else the manifest's path."""
+    import os
+
+    return os.environ.get(ENV_CONFIG_DIR) or CONFIG_DIR
+
+
 # Environment variables the job's containers receive (names from the original tool's manifests).
 ENV_CONFIG_VERSION = "CONFIG_VERSION"
 ENV_CONFIG_PATH = "CONFIG_PATH_GIT_REPO"

@@ -1,18 +1,20 @@
-"""Submitting evaluation jobs: git gate, render, optionally save the spec, send to the cluster.
+"""Submitting jobs of every kind: git gate, render, optionally save the spec, send to the cluster.
 
-Both the `cajajejo jobs evaluation submit-job` command and `invoke submit-evaluation-job` call the
-functions here, so the two entry points cannot drift apart.
+The `cajajejo jobs evaluation|training submit-job` commands and the `invoke submit-evaluation-job` and
+`submit-training-job` tasks call the functions here, so the entry points cannot drift apart.
 
 A job's name is never reused for other work. When a Job of the plan's name already exists, the
 backend says whether it is this same submission (same inputs and provenance: nothing changes, unless
 an interruption left it half-made, which is then finished) or not. If not, a name cajajejo generated
 during this submission is drawn again (a few times at most); a name the user chose (with `parse-job
 --job-name`, or fixed in a saved spec) is refused, since only the user can pick another. The same goes
-for a ConfigMap of the job's name that is not the job's own.
+for a ConfigMap (or a training job's Service) of the job's name that is not the job's own.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +30,8 @@ from cajajejo.backends.kubernetes import (
     SubmitOutcome,
     load_api_client,
 )
-from cajajejo.config.evaluation import EvaluationJobConfig
-from cajajejo.config.loader import LoadedConfig, load_evaluation_config
-from cajajejo.config.run_specs import RunSpecs, load_run_specs
+from cajajejo.config.loader import load_evaluation_config, load_training_config
+from cajajejo.config.run_specs import load_run_specs
 from cajajejo.config.source import read_text_file
 from cajajejo.errors import Problem, UserInputError, one_line
 from cajajejo.files import write_text_atomically
@@ -44,6 +45,7 @@ from cajajejo.render.plan import (
     RenderOptions,
     manifest_problems,
 )
+from cajajejo.render.training import render_training_plan
 from cajajejo.render.yaml_text import load_documents
 from cajajejo.settings import Settings, load_settings
 
@@ -65,26 +67,32 @@ class Submission:
 class CheckedInputs:
     """A job's inputs, past the git gate and validated, with how to render them."""
 
-    loaded: LoadedConfig[EvaluationJobConfig]
-    run_specs: RunSpecs
+    warnings: tuple[Problem, ...]
     provenance: Provenance
     options: RenderOptions
+    renderer: Callable[[Provenance, RenderOptions], Plan]
 
     def render(self) -> Plan:
         """The job's plan; without a chosen name, each call draws a new generated one."""
-        return render_evaluation_plan(self.loaded, self.run_specs, self.provenance, self.options)
+        return self.renderer(self.provenance, self.options)
 
 
 def check_inputs(
     config: Path,
-    helm_config: Path,
+    helm_config: Path | None = None,
     *,
     settings: Settings,
+    kind: str = "evaluation",
     allow_dirty: bool = False,
     namespace: str | None = None,
     config_version: str | None = None,
 ) -> CheckedInputs:
-    """Check the tree and load the inputs, stamped with the commit; `config_version` must match HEAD."""
+    """Check the tree and load the inputs, stamped with the commit; `config_version` must match HEAD.
+
+    An evaluation job has two inputs (the config and its HELM run specs); a training job has its config.
+    """
+    if (kind == "evaluation") != (helm_config is not None):
+        raise ValueError(f"a {kind} job takes {'a' if kind == 'evaluation' else 'no'} HELM config")
     provenance = provenance_for(config, helm_config, allow_dirty=allow_dirty)
     if config_version is not None and not _same_commit(provenance.config_version, config_version):
         raise UserInputError(
@@ -94,12 +102,13 @@ def check_inputs(
                 "check out that commit or leave the option out",
             )
         )
-    return CheckedInputs(
-        load_evaluation_config(config),
-        load_run_specs(helm_config),
-        provenance,
-        RenderOptions.from_settings(settings, namespace=namespace),
-    )
+    options = RenderOptions.from_settings(settings, namespace=namespace)
+    if helm_config is None:
+        training = load_training_config(config)
+        return CheckedInputs(training.warnings, provenance, options, functools.partial(render_training_plan, training))
+    evaluation = load_evaluation_config(config)
+    renderer = functools.partial(render_evaluation_plan, evaluation, load_run_specs(helm_config))
+    return CheckedInputs(evaluation.warnings, provenance, options, renderer)
 
 
 def _same_commit(stamped: str, given: str) -> bool:
@@ -140,7 +149,7 @@ def load_job_spec(
 
 
 def _in_namespace(document: Any, namespace: str) -> Any:
-    if not isinstance(document, dict) or document.get("kind") not in ("Job", "ConfigMap"):
+    if not isinstance(document, dict) or document.get("kind") not in ("Job", "ConfigMap", "Service"):
         return document
     return {**document, "metadata": {**document.get("metadata", {}), "namespace": namespace}}
 
@@ -150,10 +159,21 @@ def connect(settings: Settings) -> KubernetesCluster:
     return KubernetesCluster(load_api_client(settings.get("kube_context")))
 
 
-def submit_evaluation_job(
+def submit_evaluation_job(config: Path, helm_config: Path, **options: Any) -> Submission:
+    """`submit_job` of an evaluation job: its config and HELM run specs."""
+    return submit_job(config, helm_config, kind="evaluation", **options)
+
+
+def submit_training_job(config: Path, **options: Any) -> Submission:
+    """`submit_job` of a training job: its config."""
+    return submit_job(config, kind="training", **options)
+
+
+def submit_job(
     config: Path,
-    helm_config: Path,
+    helm_config: Path | None = None,
     *,
+    kind: str,
     spec_output_path: Path | None = None,
     allow_dirty: bool = False,
     namespace: str | None = None,
@@ -170,6 +190,7 @@ def submit_evaluation_job(
         config,
         helm_config,
         settings=settings,
+        kind=kind,
         allow_dirty=allow_dirty,
         namespace=namespace,
         config_version=config_version,
@@ -182,7 +203,7 @@ def submit_evaluation_job(
             write_text_atomically(spec_output_path, plan.to_yaml())
         outcome = _unless_taken(cluster, plan, dry_run)
         if outcome is not None:
-            return _submission(plan, outcome, cluster, dry_run, inputs.loaded.warnings)
+            return _submission(plan, outcome, cluster, dry_run, inputs.warnings)
         taken.append(plan.job_name)
         if len(taken) == GENERATED_NAME_ATTEMPTS:
             raise ClusterError(

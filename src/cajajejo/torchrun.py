@@ -28,8 +28,9 @@ def torchrun_command(
     run_id: str,
     config_path: str,
     nnodes: int | None = None,
+    nproc_per_node: int | None = None,
     rendezvous_port: int | None = None,
-    torchrun: str = "torchrun",
+    launcher: Sequence[str] = ("torchrun",),
     trainer_args: Sequence[str] = (),
     literal: Callable[[str], str] = _unchanged,
 ) -> list[str]:
@@ -47,9 +48,9 @@ def torchrun_command(
     else:
         backend, endpoint = "c10d", f"{rendezvous_host}:{rendezvous_port or rendezvous.port}"
     argv = [
-        torchrun,
+        *launcher,
         f"--nnodes={nnodes or training.nnodes}",
-        f"--nproc-per-node={config.nproc_per_node}",
+        f"--nproc-per-node={nproc_per_node or config.nproc_per_node}",
         f"--node-rank={node_rank}",
         f"--rdzv-backend={backend}",
         f"--rdzv-endpoint={endpoint}",

@@ -31,6 +31,10 @@ _FIELDS = {
     "resource.labels.namespace_name": ("resource", "labels", "namespace_name"),
     "resource.labels.cluster_name": ("resource", "labels", "cluster_name"),
     JOB_LABEL: ("labels", "k8s-pod/job-name"),
+    'labels."k8s-pod/batch_kubernetes_io/job-completion-index"': (
+        "labels",
+        "k8s-pod/batch_kubernetes_io/job-completion-index",
+    ),
 }
 
 
@@ -203,9 +207,13 @@ def make_entry(
     step: timedelta = timedelta(milliseconds=10),
     cluster: str = "test-cluster",
     text: str | None = None,
+    rank: int | None = None,
 ) -> dict[str, Any]:
     """One k8s_container entry as Cloud Logging returns it."""
     moment = start + index * step
+    labels = {"k8s-pod/job-name": job, "compute.googleapis.com/resource_name": "node-1"}
+    if rank is not None:  # a pod of an Indexed Job
+        labels["k8s-pod/batch_kubernetes_io/job-completion-index"] = str(rank)
     return {
         "insertId": f"{job}-{index:08d}",
         "logName": f"projects/test-project/logs/{namespace}",
@@ -220,7 +228,7 @@ def make_entry(
                 "location": "europe-west4",
             },
         },
-        "labels": {"k8s-pod/job-name": job, "compute.googleapis.com/resource_name": "node-1"},
+        "labels": labels,
         "severity": "INFO",
         "timestamp": moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "receiveTimestamp": moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),

@@ -44,12 +44,14 @@ _ROUTES = [
     (re.compile(r"/apis/batch/v1/namespaces/(?P<ns>[^/]+)/jobs(?:/(?P<name>[^/]+))?"), "Job", "batch/v1"),
     (re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/configmaps(?:/(?P<name>[^/]+))?"), "ConfigMap", "v1"),
     (re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/pods(?:/(?P<name>[^/]+))?"), "Pod", "v1"),
+    (re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/services(?:/(?P<name>[^/]+))?"), "Service", "v1"),
     (re.compile(r"/apis/storage.k8s.io/v1/storageclasses(?:/(?P<name>[^/]+))?"), "StorageClass", "storage.k8s.io/v1"),
 ]
 _PLURAL = {
     "Job": "jobs.batch",
     "ConfigMap": "configmaps",
     "Pod": "pods",
+    "Service": "services",
     "StorageClass": "storageclasses.storage.k8s.io",
 }
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
@@ -329,7 +331,7 @@ class KubernetesApiStandin:
         if request.query.get("dryRun") != "All" and options.get("dryRun") != ["All"]:
             del self.objects[key]
             self.owners.pop(key, None)
-        if kind == "StorageClass":  # its registry returns the deleted object, as the client expects
+        if kind in ("StorageClass", "Service"):  # their registries return the deleted object, as the client expects
             return json_response(200, stored)
         return _status(200, "", "deleted", status="Success")
 

@@ -40,7 +40,7 @@ from cajajejo.errors import MAX_LINE, CajajejoError, one_line, shortened
 from cajajejo.render.plan import LABEL_JOB_NAME, LABEL_MANAGED_BY, LABEL_PREFIX
 
 if TYPE_CHECKING:
-    from kubernetes.client import ApiClient, V1ConfigMap, V1Job
+    from kubernetes.client import ApiClient, V1ConfigMap, V1Job, V1Service
 
 FIELD_MANAGER = "cajajejo"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -51,10 +51,10 @@ _LOGIN_HINT = "log in again (invoke authenticate-kubectl) or check KUBECONFIG"
 
 # The order objects are made in: the Job claims the name (suspended, it needs nothing yet), then what
 # its pods need from outside its namespace, then what it owns.
-_SUBMISSION_ORDER = ("Job", "StorageClass", "ConfigMap")
-_OWNED_BY_THE_JOB = frozenset({"ConfigMap"})
+_SUBMISSION_ORDER = ("Job", "StorageClass", "ConfigMap", "Service")
+_OWNED_BY_THE_JOB = frozenset({"ConfigMap", "Service"})
 # Made by a create, which fails when the name is taken; the rest (a StorageClass) by server-side apply.
-_CREATED = frozenset({"Job", "ConfigMap"})
+_CREATED = frozenset({"Job", "ConfigMap", "Service"})
 
 
 class ClusterError(CajajejoError):
@@ -89,12 +89,14 @@ class JobNameTaken(ClusterError):
 
 
 class ConfigMapTaken(ClusterError):
-    """A ConfigMap of the name the plan's ConfigMap needs exists and is not the Job's; it was left as it is."""
+    """An object of the name the Job's own ConfigMap (or Service) needs exists and is not the Job's; it was
+    left as it is."""
 
-    def __init__(self, name: str, namespace: str, outcome: str) -> None:
+    def __init__(self, name: str, namespace: str, outcome: str, kind: str = "ConfigMap") -> None:
         self.name = name
         self.namespace = namespace
-        taken = f"ConfigMap {name} already exists in namespace {namespace} and is not this job's"
+        self.kind = kind
+        taken = f"{kind} {name} already exists in namespace {namespace} and is not this job's"
         super().__init__(_noted(taken, outcome) if outcome else taken)
 
 
@@ -105,13 +107,14 @@ class _AlreadyExists(Exception):
 class _ForeignConfigMap(Exception):
     """The create of the Job's ConfigMap found one of that name that the Job does not own."""
 
-    def __init__(self, name: str, namespace: str) -> None:
+    def __init__(self, name: str, namespace: str, kind: str) -> None:
         super().__init__(name)
         self.name = name
         self.namespace = namespace
+        self.kind = kind
 
     def refusal(self, outcome: str) -> ConfigMapTaken:
-        return ConfigMapTaken(self.name, self.namespace, outcome)
+        return ConfigMapTaken(self.name, self.namespace, outcome, self.kind)
 
 
 @dataclass(frozen=True)
@@ -180,10 +183,12 @@ class KubernetesCluster:
         self._creators: dict[str, Callable[..., Any]] = {
             "Job": self._batch.create_namespaced_job_with_http_info,
             "ConfigMap": self._core.create_namespaced_config_map_with_http_info,
+            "Service": self._core.create_namespaced_service_with_http_info,
         }
         self._readers: dict[str, Callable[..., Any]] = {
             "Job": self._batch.read_namespaced_job,
             "ConfigMap": self._core.read_namespaced_config_map,
+            "Service": self._core.read_namespaced_service,
         }
         # kind -> (call, whether it takes a namespace)
         self._appliers: dict[str, tuple[Callable[..., Any], bool]] = {
@@ -193,6 +198,7 @@ class KubernetesCluster:
             "Job": (self._batch.delete_namespaced_job, True),
             "StorageClass": (self._storage.delete_storage_class, False),
             "ConfigMap": (self._core.delete_namespaced_config_map, True),
+            "Service": (self._core.delete_namespaced_service, True),
         }
 
     @property
@@ -304,7 +310,9 @@ class KubernetesCluster:
             return False
         if _is_own(existing, _for(document, job)):
             return True
-        raise ConfigMapTaken(name, namespace, f"cannot finish the interrupted submission of job {job.name}")
+        raise ConfigMapTaken(
+            name, namespace, f"cannot finish the interrupted submission of job {job.name}", document["kind"]
+        )
 
     def _create(self, obj: _Model, *, dry_run: bool) -> AppliedObject:
         from kubernetes.client import ApiException
@@ -338,7 +346,7 @@ class KubernetesCluster:
             # The same spec submitted twice at once: the other run may have made the Job's own a moment ago.
             if existing is not None and _is_own(existing, document):
                 return AppliedObject(kind, name, namespace, _uid(existing)), False
-            raise _ForeignConfigMap(name, namespace) from None
+            raise _ForeignConfigMap(name, namespace, kind) from None
 
     def _apply(self, document: dict[str, Any], *, dry_run: bool) -> tuple[AppliedObject, bool]:
         """Server-side apply one object; also says whether this request created it (201) or it existed (200)."""
@@ -430,17 +438,18 @@ class KubernetesCluster:
         return _summarise(job, tuple(_pod_summary(pod) for pod in pods))
 
     def delete_job(self, name: str, namespace: str) -> list[str]:
-        """Delete the Job (its pods go with it) and the ConfigMap it owns; returns what was deleted."""
+        """Delete the Job (its pods go with it) and what it owns (ConfigMap, Service); returns what was deleted."""
         job = self._managed_job(name, namespace)
-        # Read before the Job goes, or the garbage collector may take the ConfigMap before it is named.
-        configmap = self._read("ConfigMap", name, namespace)
+        # Read before the Job goes, or the garbage collector may take them before they are named.
+        owned = [(kind, self._read(kind, name, namespace)) for kind in sorted(_OWNED_BY_THE_JOB)]
         with _api_errors(f"delete job {name}", namespace):
             self._batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
         deleted = [f"Job {name}"]
-        # A ConfigMap of the Job's name that the Job does not own is someone else's: it stays.
-        if configmap is not None and _uid(job) in _owner_uids(configmap):
-            self._delete(AppliedObject("ConfigMap", name, namespace, _uid(configmap)))
-            deleted.append(f"ConfigMap {name}")
+        # An object of the Job's name that the Job does not own is someone else's: it stays.
+        for kind, existing in owned:
+            if existing is not None and _uid(job) in _owner_uids(existing):
+                self._delete(AppliedObject(kind, name, namespace, _uid(existing)))
+                deleted.append(f"{kind} {name}")
         return deleted
 
     def _managed_job(self, name: str, namespace: str) -> Any:
@@ -476,16 +485,17 @@ class _Model:
     kind: str
     name: str
     namespace: str
-    body: V1Job | V1ConfigMap
+    body: V1Job | V1ConfigMap | V1Service
 
 
 def _model(document: dict[str, Any]) -> _Model:
-    from kubernetes.client import V1ConfigMap, V1Job
+    from kubernetes.client import V1ConfigMap, V1Job, V1Service
     from pydantic import ValidationError
 
     kind = str(document["kind"])
+    models: dict[str, Any] = {"Job": V1Job, "ConfigMap": V1ConfigMap, "Service": V1Service}
     try:  # the model refuses fields it does not know, rather than drop them
-        body = V1Job.model_validate(document) if kind == "Job" else V1ConfigMap.model_validate(document)
+        body = models[kind].model_validate(document)
         return _Model(kind, _name(document), str(document["metadata"]["namespace"]), body)
     except ValidationError as exc:
         raise ClusterError(
@@ -540,7 +550,7 @@ def _is_own(existing: Any, planned: dict[str, Any]) -> bool:
         bool(owners)
         and owners <= _owner_uids(existing)
         and _stamps(metadata.labels, metadata.annotations) == _stamps(wanted.get("labels"), wanted.get("annotations"))
-        and (existing.data or {}) == (planned.get("data") or {})
+        and (getattr(existing, "data", None) or {}) == (planned.get("data") or {})
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,68 +39,50 @@ def validate_config(config: Path, helm_config: Path | None) -> None:
     click.echo(f"{config}: valid evaluation job config (version {loaded.config.version})")
 
 
-@evaluation.command("parse-job")
-@click.argument("config", type=click.Path(path_type=Path))
-@click.argument("helm_config", type=click.Path(path_type=Path))
-@click.argument("output", type=click.Path(path_type=Path, allow_dash=True))
-@click.option("--job-name", help="Use this job name instead of a generated eval-<adjective>-<animal>-<4 characters>.")
-@click.option("--seed", type=int, help="Seed the generated job name, for repeatable output.")
-@click.option(
-    "--namespace", help="Namespace of the Job and ConfigMap (default: the config's, else the namespace setting)."
-)
-@click.option("--config-version", default="unversioned", show_default=True, help="Commit SHA stamped into the job.")
-@click.option("--config-path-in-repo", default="unknown", show_default=True, help="CONFIG's path in the repository.")
-@click.option(
-    "--helm-config-path-in-repo", default="unknown", show_default=True, help="HELM_CONFIG's path in the repository."
-)
-@click.option("--kubernetes-version", default=None, help="Validate against this Kubernetes version's schema.")
-@click.option(
-    "--template-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Folder whose templates override the built-in ones (same relative paths).",
-)
-def parse_job(
-    config: Path,
-    helm_config: Path,
-    output: Path,
-    job_name: str | None,
-    seed: int | None,
-    namespace: str | None,
-    config_version: str,
-    config_path_in_repo: str,
-    helm_config_path_in_repo: str,
-    kubernetes_version: str | None,
-    template_dir: Path | None,
-) -> None:
-    """Render CONFIG (evaluation job YAML) and HELM_CONFIG (HELM run specs, HOCON) into Kubernetes
-    manifests at OUTPUT ('-' for stdout): a Job, its own ConfigMap with both files, and a StorageClass
-    when the config asks for one. Everything is validated before anything is written.
-    """
-    from cajajejo.config.loader import load_evaluation_config
-    from cajajejo.config.run_specs import load_run_specs
-    from cajajejo.files import write_text_atomically
-    from cajajejo.render.checks import client_side_apply_warnings
-    from cajajejo.render.evaluation import render_evaluation_plan
-    from cajajejo.render.plan import Provenance, RenderOptions
+def _render_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options every parse-job command takes: naming, namespace, stamps, schema version, templates."""
+    options = [
+        click.option(
+            "--job-name", help="Use this job name instead of a generated <kind>-<adjective>-<animal>-<4 characters>."
+        ),
+        click.option("--seed", type=int, help="Seed the generated job name, for repeatable output."),
+        click.option("--namespace", help="Namespace of the job's objects (default: the config's, else the setting)."),
+        click.option("--config-version", default="unversioned", show_default=True, help="Commit SHA stamped in."),
+        click.option("--config-path-in-repo", default="unknown", show_default=True, help="CONFIG's repository path."),
+        click.option("--kubernetes-version", default=None, help="Validate against this Kubernetes version's schema."),
+        click.option(
+            "--template-dir",
+            type=click.Path(path_type=Path, file_okay=False),
+            help="Folder whose templates override the built-in ones (same relative paths).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _options_from(flags: dict[str, Any]) -> Any:
+    """RenderOptions from the flags of `_render_options`, with the defaults from settings."""
+    from cajajejo.render.plan import RenderOptions
     from cajajejo.render.schema import DEFAULT_KUBERNETES_VERSION
     from cajajejo.settings import load_settings
 
-    loaded = load_evaluation_config(config)
-    run_specs = load_run_specs(helm_config)
-    warn(loaded.warnings)
-    plan = render_evaluation_plan(
-        loaded,
-        run_specs,
-        Provenance(config_version, config_path_in_repo, helm_config_path_in_repo),
-        RenderOptions.from_settings(
-            load_settings(),
-            job_name=job_name,
-            namespace=namespace,
-            kubernetes_version=kubernetes_version or DEFAULT_KUBERNETES_VERSION,
-            template_dir=template_dir,
-            rng=random.Random(seed) if seed is not None else None,  # noqa: S311 - names, not secrets
-        ),
+    seed = flags["seed"]
+    return RenderOptions.from_settings(
+        load_settings(),
+        job_name=flags["job_name"],
+        namespace=flags["namespace"],
+        kubernetes_version=flags["kubernetes_version"] or DEFAULT_KUBERNETES_VERSION,
+        template_dir=flags["template_dir"],
+        rng=random.Random(seed) if seed is not None else None,  # noqa: S311 - names, not secrets
     )
+
+
+def _write_plan(plan: Any, output: Path) -> None:
+    """Write a rendered plan to OUTPUT ('-': stdout) whole or not at all, and say what was written."""
+    from cajajejo.files import write_text_atomically
+    from cajajejo.render.checks import client_side_apply_warnings
+
     write_text_atomically(output, plan.to_yaml())
     for note in client_side_apply_warnings(list(plan.documents)):
         click.echo(f"warning: {note}", err=True)
@@ -107,36 +90,92 @@ def parse_job(
         click.echo(f"wrote {output}: job {plan.job_name} in namespace {plan.namespace}", err=True)
 
 
+@evaluation.command("parse-job")
+@click.argument("config", type=click.Path(path_type=Path))
+@click.argument("helm_config", type=click.Path(path_type=Path))
+@click.argument("output", type=click.Path(path_type=Path, allow_dash=True))
+@_render_options
+@click.option(
+    "--helm-config-path-in-repo", default="unknown", show_default=True, help="HELM_CONFIG's path in the repository."
+)
+def parse_job(config: Path, helm_config: Path, output: Path, helm_config_path_in_repo: str, **flags: Any) -> None:
+    """Render CONFIG (evaluation job YAML) and HELM_CONFIG (HELM run specs, HOCON) into Kubernetes
+    manifests at OUTPUT ('-' for stdout): a Job, its own ConfigMap with both files, and a StorageClass
+    when the config asks for one. Everything is validated before anything is written.
+    """
+    from cajajejo.config.loader import load_evaluation_config
+    from cajajejo.config.run_specs import load_run_specs
+    from cajajejo.render.evaluation import render_evaluation_plan
+    from cajajejo.render.plan import Provenance
+
+    loaded = load_evaluation_config(config)
+    run_specs = load_run_specs(helm_config)
+    warn(loaded.warnings)
+    provenance = Provenance(flags["config_version"], flags["config_path_in_repo"], helm_config_path_in_repo)
+    _write_plan(render_evaluation_plan(loaded, run_specs, provenance, _options_from(flags)), output)
+
+
+def _submit_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options every submit-job command takes."""
+    options = [
+        click.option(
+            "--job-spec-path",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Submit this job spec, written earlier by parse-job.",
+        ),
+        click.option("--path-to-config", type=click.Path(path_type=Path), help="Render this job config and submit it."),
+        click.option(
+            "--config-version",
+            help="The commit you mean to submit; refused unless it matches the checked-out one (or the spec's stamp).",
+        ),
+        click.option("--namespace", help="Namespace to submit to (default: the config's, else the namespace setting)."),
+        click.option("--dry-run", is_flag=True, help="Let the cluster validate everything but create nothing."),
+        click.option("--allow-dirty-repo", is_flag=True, help="Render from a dirty tree, stamped '<sha>-dirty'."),
+        click.option(
+            "--kubernetes-job-spec-output-path",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Also save the rendered job spec here (with --path-to-config).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _submit(kind: str, helm_config: Path | None, flags: dict[str, Any]) -> None:
+    """Submit a saved spec (--job-spec-path) or render CONFIG from a clean tree and submit it."""
+    from cajajejo import submission
+
+    spec, config = flags["job_spec_path"], flags["path_to_config"]
+    from_config = config is not None or helm_config is not None
+    needs = "--path-to-config with --path-to-helm-config" if kind == "evaluation" else "--path-to-config"
+    if (spec is not None) == from_config:
+        raise click.UsageError(f"give either --job-spec-path, or {needs}")
+    common = {"config_version": flags["config_version"], "namespace": flags["namespace"], "dry_run": flags["dry_run"]}
+    if spec is not None:
+        if flags["allow_dirty_repo"] or flags["kubernetes_job_spec_output_path"] is not None:
+            raise click.UsageError("--allow-dirty-repo and --kubernetes-job-spec-output-path need --path-to-config")
+        result = submission.submit_job_spec(spec, **common)
+    else:
+        if config is None or (kind == "evaluation" and helm_config is None):
+            raise click.UsageError(f"{needs} go together")
+        result = submission.submit_job(
+            config,
+            helm_config,
+            kind=kind,
+            spec_output_path=flags["kubernetes_job_spec_output_path"],
+            allow_dirty=flags["allow_dirty_repo"],
+            **common,
+        )
+    warn(result.warnings)
+    for line in submission.describe(result):
+        click.echo(line)
+
+
 @evaluation.command("submit-job")
-@click.option(
-    "--job-spec-path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Submit this job spec, written earlier by parse-job.",
-)
-@click.option("--path-to-config", type=click.Path(path_type=Path), help="Render this job config and submit it.")
+@_submit_options
 @click.option("--path-to-helm-config", type=click.Path(path_type=Path), help="The HELM run specs for --path-to-config.")
-@click.option(
-    "--config-version",
-    help="The commit you mean to submit; refused unless it matches the checked-out one (or the spec's stamp).",
-)
-@click.option("--namespace", help="Namespace to submit to (default: the config's, else the namespace setting).")
-@click.option("--dry-run", is_flag=True, help="Let the cluster validate everything but create nothing.")
-@click.option("--allow-dirty-repo", is_flag=True, help="Render from a dirty tree, stamped '<sha>-dirty'.")
-@click.option(
-    "--kubernetes-job-spec-output-path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Also save the rendered job spec here (with --path-to-config).",
-)
-def submit_job(
-    job_spec_path: Path | None,
-    path_to_config: Path | None,
-    path_to_helm_config: Path | None,
-    config_version: str | None,
-    namespace: str | None,
-    dry_run: bool,
-    allow_dirty_repo: bool,
-    kubernetes_job_spec_output_path: Path | None,
-) -> None:
+def submit_job(path_to_helm_config: Path | None, **flags: Any) -> None:
     """Submit an evaluation job to the cluster of the current kubeconfig context.
 
     Either give --job-spec-path, or --path-to-config and --path-to-helm-config to render from a clean
@@ -144,32 +183,56 @@ def submit_job(
     object in a dry run before anything is made; a failure midway deletes what was made. Submitting
     the same spec again changes nothing; a spec whose job name another job holds is refused.
     """
-    from cajajejo import submission
+    _submit("evaluation", path_to_helm_config, flags)
 
-    from_config = path_to_config is not None or path_to_helm_config is not None
-    if (job_spec_path is not None) == from_config:
-        raise click.UsageError("give either --job-spec-path, or --path-to-config with --path-to-helm-config")
-    if job_spec_path is not None:
-        if allow_dirty_repo or kubernetes_job_spec_output_path is not None:
-            raise click.UsageError("--allow-dirty-repo and --kubernetes-job-spec-output-path need --path-to-config")
-        result = submission.submit_job_spec(
-            job_spec_path, config_version=config_version, namespace=namespace, dry_run=dry_run
-        )
-    else:
-        if path_to_config is None or path_to_helm_config is None:
-            raise click.UsageError("--path-to-config and --path-to-helm-config go together")
-        result = submission.submit_evaluation_job(
-            path_to_config,
-            path_to_helm_config,
-            spec_output_path=kubernetes_job_spec_output_path,
-            allow_dirty=allow_dirty_repo,
-            namespace=namespace,
-            dry_run=dry_run,
-            config_version=config_version,
-        )
-    warn(result.warnings)
-    for line in submission.describe(result):
-        click.echo(line)
+
+@jobs.group()
+def training() -> None:
+    """torchrun DDP training jobs: an Indexed Job of nnodes pods, a headless Service, a ConfigMap."""
+
+
+@training.command("validate-config")
+@click.argument("config", type=click.Path(path_type=Path))
+def validate_training_config(config: Path) -> None:
+    """Check a training job CONFIG (YAML) without rendering anything."""
+    from cajajejo.config.loader import load_training_config
+    from cajajejo.render.training import training_inputs
+
+    loaded = load_training_config(config)
+    warn(loaded.warnings)
+    training_inputs(loaded)
+    world = f"{loaded.config.training.nnodes} pod(s) x {loaded.config.nproc_per_node} process(es)"
+    click.echo(f"{config}: valid training job config (version {loaded.config.version}; {world})")
+
+
+@training.command("parse-job")
+@click.argument("config", type=click.Path(path_type=Path))
+@click.argument("output", type=click.Path(path_type=Path, allow_dash=True))
+@_render_options
+def parse_training_job(config: Path, output: Path, **flags: Any) -> None:
+    """Render CONFIG (training job YAML) into Kubernetes manifests at OUTPUT ('-' for stdout): an Indexed
+    Job of `nnodes` pods running torchrun, a headless Service naming each pod, and the job's ConfigMap.
+    Everything is validated before anything is written.
+    """
+    from cajajejo.config.loader import load_training_config
+    from cajajejo.render.plan import Provenance
+    from cajajejo.render.training import render_training_plan
+
+    loaded = load_training_config(config)
+    warn(loaded.warnings)
+    provenance = Provenance(flags["config_version"], flags["config_path_in_repo"])
+    _write_plan(render_training_plan(loaded, provenance, _options_from(flags)), output)
+
+
+@training.command("submit-job")
+@_submit_options
+def submit_training_job(**flags: Any) -> None:
+    """Submit a training job to the cluster of the current kubeconfig context.
+
+    Either give --job-spec-path, or --path-to-config to render from a clean git tree (the commit is
+    stamped into the job) and submit in one go; all or nothing, as for evaluation jobs.
+    """
+    _submit("training", None, flags)
 
 
 NAMESPACE_OPTION = click.option("--namespace", help="Namespace of the job (default: the namespace setting).")

@@ -34,6 +34,7 @@ from cajajejo.cli.root import cli
 )
 @click.option("--follow", "-f", is_flag=True, help="Keep polling for new entries until Ctrl-C.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not print entries (with --output-path).")
+@click.option("--rank", type=click.IntRange(min=0), help="Only this pod of a training job (its node rank).")
 def logs(
     job_name: str,
     namespace: str | None,
@@ -42,6 +43,7 @@ def logs(
     output_path: Path | None,
     follow: bool,
     quiet: bool,
+    rank: int | None,
 ) -> None:
     """Print the container logs of JOB_NAME from Google Cloud Logging, oldest first."""
     from cajajejo.log_output import fetch_job_logs
@@ -57,6 +59,7 @@ def logs(
             output_path=output_path,
             follow=follow,
             quiet=quiet,
+            rank=rank,
         )
     except KeyboardInterrupt:
         if not follow:

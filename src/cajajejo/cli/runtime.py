@@ -1,4 +1,4 @@
-"""`cajajejo evaluate`, `quickstart` and `models download`: what runs inside the evaluation job."""
+"""`cajajejo evaluate`, `quickstart`, `models download` and `train`: what runs inside a job's containers."""
 
 from __future__ import annotations
 
@@ -113,3 +113,83 @@ def download_model(config: Path, scratch_dir: Path) -> None:
     loaded = load_evaluation_config(config)
     files = fetch_model(loaded.config, scratch_dir)
     click.echo(f"model {files.helm_name} in {files.model_dir} (tokenizer {files.tokenizer_dir})")
+
+
+@cli.command("train", context_settings={"ignore_unknown_options": False})
+@click.argument("config", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--local", is_flag=True, help="Run CONFIG's job on this machine under real torchrun (no cluster).")
+@click.option("--nnodes", type=click.IntRange(1, 64), default=1, show_default=True, help="With --local: agents.")
+@click.option("--nproc-per-node", type=click.IntRange(1, 64), help="With --local: processes per agent.")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="With --local: where checkpoints, scratch and the local MLflow go (default .tmp/train/<config name>).",
+)
+@click.option("--keep-tracking-uri", is_flag=True, help="With --local: log to the config's MLflow, not a local one.")
+@click.option("--checkpoint-dir", type=click.Path(path_type=Path, file_okay=False), help="Override the config's.")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Train at most this many steps in all.")
+@click.option("--stop-after-steps", type=click.IntRange(min=1), help="Run at most N more steps, checkpoint, exit 0.")
+def train_command(
+    config: Path | None,
+    local: bool,
+    nnodes: int,
+    nproc_per_node: int | None,
+    workdir: Path | None,
+    keep_tracking_uri: bool,
+    checkpoint_dir: Path | None,
+    max_steps: int | None,
+    stop_after_steps: int | None,
+) -> None:
+    """Train with the built-in trainer. This is what every process of a training pod runs (torchrun starts
+    it); CONFIG defaults to the job's ConfigMap ($CAJAJEJO_CONFIG_DIR/train_config.yml).
+
+    With --local, run CONFIG's whole job here instead: torchrun with gloo on CPU (nccl on GPUs),
+    --nproc-per-node processes per agent, --nnodes agents on loopback, a local MLflow.
+    """
+    require_runtime("evaluation", "cajajejo train")
+    trainer_args = [
+        *(["--max-steps", str(max_steps)] if max_steps is not None else []),
+        *(["--stop-after-steps", str(stop_after_steps)] if stop_after_steps is not None else []),
+    ]
+    if local:
+        if config is None:
+            raise click.UsageError("--local needs CONFIG, the training job config to run")
+        _train_locally(config, nnodes, nproc_per_node, workdir, keep_tracking_uri, checkpoint_dir, trainer_args)
+        return
+    if nnodes != 1 or nproc_per_node is not None or workdir is not None or keep_tracking_uri:
+        raise click.UsageError("--nnodes, --nproc-per-node, --workdir and --keep-tracking-uri need --local")
+    from cajajejo import runtime_contract
+    from cajajejo.training import main
+
+    config = config or Path(runtime_contract.config_dir()) / runtime_contract.TRAIN_CONFIG_FILE
+    extra = ["--checkpoint-dir", str(checkpoint_dir)] if checkpoint_dir is not None else []
+    raise SystemExit(main(["--config", str(config), *extra, *trainer_args]))
+
+
+def _train_locally(
+    config: Path,
+    nnodes: int,
+    nproc_per_node: int | None,
+    workdir: Path | None,
+    keep_tracking_uri: bool,
+    checkpoint_dir: Path | None,
+    trainer_args: list[str],
+) -> None:
+    from cajajejo.backends.local import run_training_locally
+    from cajajejo.evaluation.runner import mlflow_ui_command
+
+    if checkpoint_dir is not None:
+        trainer_args = ["--checkpoint-dir", str(checkpoint_dir), *trainer_args]
+    run = run_training_locally(
+        config,
+        workdir=workdir or Path(".tmp/train") / config.stem.split(".")[0],
+        nnodes=nnodes,
+        nproc_per_node=nproc_per_node,
+        trainer_args=trainer_args,
+        keep_tracking_uri=keep_tracking_uri,
+    )
+    click.echo(f"checkpoints: {checkpoint_dir or run.checkpoint_dir}")
+    click.echo(f"MLflow: {run.tracking_uri}")
+    click.echo(f"look at them: {mlflow_ui_command(run.tracking_uri)}")
+    if run.returncode != 0:
+        raise SystemExit(run.returncode if 0 < run.returncode < 128 else 1)

@@ -92,12 +92,16 @@ def _model_of_kind(document: YamlDocument, wanted: type[C] | None) -> type[C]:
         raise UserInputError(
             Problem(
                 document.name,
-                f"is a {kind} job config, not a {wanted_kind} one; use `cajajejo jobs {kind} ...` for it",
+                f"is {_a(kind)} job config, not {_a(wanted_kind)} one; use `cajajejo jobs {kind} ...` for it",
                 field="kind",
                 line=document.line_of(("kind",)) or 1,
             )
         )
     return model  # type: ignore[return-value]  # KINDS maps each name to the model of that kind
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
 
 
 def check_inputs_fit_a_configmap(files: dict[str, str], paths: str) -> None:
