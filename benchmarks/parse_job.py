@@ -1,4 +1,4 @@
-"""How long `cajajejo jobs evaluation parse-job` and `validate-config` take, as ratios to a bare interpreter start.
+"""How long `parse-job` (evaluation and training) and `validate-config` take, as ratios to a bare interpreter start.
 
 All are measured in the same run, on the same machine, as fresh processes (that is how users run the
 commands), so the ratios say what cajajejo adds on top of starting Python, whatever the machine's speed.
@@ -34,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "jobs/evaluation/example.mlflow.job_config.yml"
 RUN_SPECS = REPO / "jobs/evaluation/app/run_specs.conf"
+TRAINING_CONFIG = REPO / "jobs/training/example.job_config.yml"
 GOAL = 10.0
 
 
@@ -101,6 +102,11 @@ def main() -> None:
             ("python -c pass", [sys.executable, "-c", "pass"], warm),
             ("cajajejo parse-job", parse_job, warm),
             ("cajajejo validate-config", validate, warm),
+            (
+                "training parse-job",
+                [*cajajejo[:-1], "training", "parse-job", str(TRAINING_CONFIG), str(scratch / "train.yml")],
+                warm,
+            ),
         ]
         if not args.env_as_is:
             contenders.append(("parse-job, cold cache", parse_job, cold))
