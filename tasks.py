@@ -17,22 +17,22 @@ if TYPE_CHECKING:
     from cajajejo.submission import Submission
 
 
+# The flags every submit task shares, with the same short letters and help.
+_SUBMIT_SHORT = {"kubernetes_job_spec_output_path": "o", "allow_dirty_repo": "a", "namespace": "n", "dry_run": "d"}
+_SUBMIT_HELP = {
+    "kubernetes_job_spec_output_path": "also save the rendered job spec to this file",
+    "allow_dirty_repo": "submit from a dirty tree anyway; the job is stamped '<sha>-dirty'",
+    "namespace": "namespace to submit to (default: the config's, else the namespace setting)",
+    "dry_run": "let the cluster validate everything, create nothing",
+}
+
+
 @task_with_short_flags(
-    short={
-        "config": "c",
-        "helm_config": "r",
-        "kubernetes_job_spec_output_path": "o",
-        "allow_dirty_repo": "a",
-        "namespace": "n",
-        "dry_run": "d",
-    },
+    short={"config": "c", "helm_config": "r", **_SUBMIT_SHORT},
     help={
         "config": "evaluation job config (YAML), committed",
         "helm_config": "HELM run specs (HOCON .conf), committed",
-        "kubernetes_job_spec_output_path": "also save the rendered job spec to this file",
-        "allow_dirty_repo": "submit from a dirty tree anyway; the job is stamped '<sha>-dirty'",
-        "namespace": "namespace to submit to (default: the config's, else the namespace setting)",
-        "dry_run": "let the cluster validate everything, create nothing",
+        **_SUBMIT_HELP,
     },
 )
 @reported
@@ -61,20 +61,8 @@ def submit_evaluation_job(
 
 
 @task_with_short_flags(
-    short={
-        "config": "c",
-        "kubernetes_job_spec_output_path": "o",
-        "allow_dirty_repo": "a",
-        "namespace": "n",
-        "dry_run": "d",
-    },
-    help={
-        "config": "training job config (YAML), committed",
-        "kubernetes_job_spec_output_path": "also save the rendered job spec to this file",
-        "allow_dirty_repo": "submit from a dirty tree anyway; the job is stamped '<sha>-dirty'",
-        "namespace": "namespace to submit to (default: the config's, else the namespace setting)",
-        "dry_run": "let the cluster validate everything, create nothing",
-    },
+    short={"config": "c", **_SUBMIT_SHORT},
+    help={"config": "training job config (YAML), committed", **_SUBMIT_HELP},
 )
 @reported
 def submit_training_job(

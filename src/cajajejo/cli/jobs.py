@@ -56,6 +56,11 @@ def _render_options(command: Callable[..., None]) -> Callable[..., None]:
             help="Folder whose templates override the built-in ones (same relative paths).",
         ),
     ]
+    return _with(options, command)
+
+
+def _with(options: list[Callable[[Any], Any]], command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with `options`, listed in the order `--help` shows them."""
     for option in reversed(options):
         command = option(command)
     return command
@@ -137,9 +142,7 @@ def _submit_options(command: Callable[..., None]) -> Callable[..., None]:
             help="Also save the rendered job spec here (with --path-to-config).",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _with(options, command)
 
 
 def _submit(kind: str, helm_config: Path | None, flags: dict[str, Any]) -> None:
