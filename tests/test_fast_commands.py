@@ -19,7 +19,7 @@ from cajajejo.config.run_specs import load_run_specs
 from cajajejo.render.environment import template_environment
 from cajajejo.render.evaluation import ENTRY_TEMPLATE, render_evaluation_plan
 from cajajejo.render.plan import RenderOptions
-from tests.support import DEBUG_EXAMPLE, DEBUG_RUN_SPECS, MLFLOW_EXAMPLE, RUN_SPECS
+from tests.support import DEBUG_EXAMPLE, DEBUG_RUN_SPECS, MLFLOW_EXAMPLE, REPO, RUN_SPECS
 
 HEAVY = ("mlflow", "google.cloud", "kubernetes", "torch", "helm", "transformers", "git")
 
@@ -46,6 +46,15 @@ def test_parse_job_imports_no_heavy_library() -> None:
     modules = _modules_after("jobs", "evaluation", "parse-job", str(MLFLOW_EXAMPLE), str(RUN_SPECS), "-")
     assert "cajajejo.render.plan" in modules  # the probe really rendered
     assert _heavy(modules) == []
+
+
+def test_training_commands_import_no_heavy_library() -> None:
+    config = str(REPO / "jobs" / "training" / "example.job_config.yml")
+    modules = _modules_after("jobs", "training", "parse-job", config, "-")
+    assert "cajajejo.render.training" in modules  # the probe really rendered
+    validated = _modules_after("jobs", "training", "validate-config", config)
+    assert _heavy(modules + validated) == []
+    assert [m for m in modules + validated if m.split(".")[0] in REPLACED] == []
 
 
 def test_validate_config_imports_no_heavy_library() -> None:

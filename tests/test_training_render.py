@@ -357,6 +357,17 @@ def test_submit_makes_the_job_then_its_service_and_configmap_owned_by_it(
     assert job["metadata"]["annotations"]["cajajejo/config-version"] == in_repo.head.commit.hexsha
     assert "cajajejo/helm-config-path" not in job["metadata"]["annotations"]
 
+    for rank in (0, 1):
+        labels = {"cajajejo/job-name": name, "batch.kubernetes.io/job-completion-index": str(rank)}
+        pod = {"name": f"{name}-{rank}-abcde", "namespace": "default", "labels": labels}
+        kube_standin.put({"apiVersion": "v1", "kind": "Pod", "metadata": pod, "status": {"phase": "Running"}})
+    status = run_cli("jobs", "status", name)
+    assert status.exit_code == 0, status.stderr
+    assert f"training job {name} in default: running; 4 pods" in status.stdout
+    assert f"pod {name}-1-abcde (rank 1): Running" in status.stdout
+    listed = run_cli("jobs", "list")
+    assert listed.stdout.splitlines()[1].split()[:2] == [name, "training"]
+
     again = run_cli("jobs", "training", "submit-job", "--path-to-config", config, "--namespace", "default")
     assert again.exit_code == 0  # a new generated name: another run of the same job
     deleted = run_cli("jobs", "delete", name, "--yes")

@@ -37,12 +37,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cajajejo.errors import MAX_LINE, CajajejoError, one_line, shortened
-from cajajejo.render.plan import LABEL_JOB_NAME, LABEL_MANAGED_BY, LABEL_PREFIX
+from cajajejo.render.plan import LABEL_JOB_KIND, LABEL_JOB_NAME, LABEL_MANAGED_BY, LABEL_PREFIX
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient, V1ConfigMap, V1Job, V1Service
 
 FIELD_MANAGER = "cajajejo"
+COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # on pods of an Indexed Job (1.28+)
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={LABEL_PREFIX}"
@@ -137,6 +138,7 @@ class PodSummary:
     name: str
     phase: str
     reason: str | None  # e.g. ImagePullBackOff while a container waits
+    rank: str | None = None  # an Indexed Job's pod index: a training job's node rank
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,8 @@ class JobSummary:
     created: str | None
     config_version: str | None
     pods: tuple[PodSummary, ...] = ()
+    kind: str = "-"  # evaluation, training: the job-kind label
+    completions: int = 1  # pods the Job needs to succeed (a training job's nnodes)
 
 
 def load_api_client(context: str | None = None) -> ApiClient:
@@ -594,6 +598,8 @@ def _summarise(job: Any, pods: tuple[PodSummary, ...] = ()) -> JobSummary:
         created=created.isoformat() if hasattr(created, "isoformat") else created,
         config_version=(job.metadata.annotations or {}).get(f"{LABEL_PREFIX}/config-version"),
         pods=pods,
+        kind=(job.metadata.labels or {}).get(LABEL_JOB_KIND, "-"),
+        completions=(job.spec.completions or 1) if job.spec is not None else 1,
     )
 
 
@@ -604,7 +610,8 @@ def _pod_summary(pod: Any) -> PodSummary:
         if waiting is not None and waiting.reason:
             reason = f"{container.name}: {waiting.reason}"
             break
-    return PodSummary(pod.metadata.name, pod.status.phase or "Unknown", reason)
+    rank = (pod.metadata.labels or {}).get(COMPLETION_INDEX_LABEL)
+    return PodSummary(pod.metadata.name, pod.status.phase or "Unknown", reason, rank)
 
 
 @contextmanager

@@ -260,9 +260,11 @@ def list_jobs(namespace: str | None) -> None:
     if not summaries:
         click.echo(f"no cajajejo jobs in namespace {namespace}")
         return
-    click.echo(f"{'NAME':<45} {'STATE':<10} {'CREATED':<26} CONFIG VERSION")
+    click.echo(f"{'NAME':<45} {'KIND':<11} {'STATE':<10} {'CREATED':<26} CONFIG VERSION")
     for job in summaries:
-        click.echo(f"{job.name:<45} {job.state:<10} {job.created or '-':<26} {job.config_version or '-'}")
+        click.echo(
+            f"{job.name:<45} {job.kind:<11} {job.state:<10} {job.created or '-':<26} {job.config_version or '-'}"
+        )
 
 
 @jobs.command("status")
@@ -274,11 +276,13 @@ def job_status(job_name: str, namespace: str | None) -> None:
 
     cluster, namespace = _cluster_and_namespace(namespace)
     job = cluster.job_status(check_dns_label(job_name, "JOB_NAME"), namespace)
-    click.echo(f"job {job.name} in {job.namespace}: {job.state}")
+    pods = f"; {job.completions} pods" if job.completions > 1 else ""
+    click.echo(f"{job.kind} job {job.name} in {job.namespace}: {job.state}{pods}")
     click.echo(f"  active {job.active}, succeeded {job.succeeded}, failed {job.failed}; created {job.created or '-'}")
     click.echo(f"  config version {job.config_version or '-'}")
     for pod in job.pods:
-        click.echo(f"  pod {pod.name}: {pod.phase}" + (f" ({pod.reason})" if pod.reason else ""))
+        rank = f" (rank {pod.rank})" if pod.rank is not None else ""
+        click.echo(f"  pod {pod.name}{rank}: {pod.phase}" + (f" ({pod.reason})" if pod.reason else ""))
 
 
 @jobs.command("delete")
