@@ -74,6 +74,7 @@ def run_training_locally(
     checkpoint_dir = workdir / "checkpoints"
     job_name = f"{LOCAL_JOB_PREFIX}-{config.stem.replace('.', '-')}"
     env = dict(os.environ if environ is None else environ)
+    env.setdefault("OMP_NUM_THREADS", "1")  # what torchrun would set anyway, without its warning
     tracking_uri = job.mlflow_config.tracking_uri if keep_tracking_uri else f"sqlite:///{workdir / 'mlflow.db'}"
     env.update(_job_env(job, config, job_name, workdir, tracking_uri))
     args = list(trainer_args)
