@@ -1,8 +1,14 @@
-"""Shared fixtures: real git repositories, the HTTP stand-ins, and an environment free of user settings."""
+"""Shared fixtures: real git repositories, the HTTP stand-ins, one real `mlflow server`, and an environment
+free of user settings."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +17,15 @@ import pytest
 
 from tests.standins.cloud_logging import CloudLoggingStandin
 from tests.standins.kubernetes_api import KubernetesApiStandin
-from tests.support import DEBUG_EXAMPLE, DEBUG_RUN_SPECS, MLFLOW_EXAMPLE, RUN_SPECS
+from tests.support import (
+    DEBUG_EXAMPLE,
+    DEBUG_RUN_SPECS,
+    MLFLOW_EXAMPLE,
+    RUN_SPECS,
+    MlflowServer,
+    free_port,
+    require_tool,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -77,3 +91,47 @@ def in_repo(jobs_repo: git.Repo, monkeypatch: pytest.MonkeyPatch) -> git.Repo:
     """The jobs repository, as the working directory (where users run cajajejo from)."""
     monkeypatch.chdir(jobs_repo.working_tree_dir or ".")
     return jobs_repo
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """One real `mlflow server` per session (sqlite backend, served artifacts) on a free port of 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    command = [
+        require_tool("mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{folder / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(folder / "artifacts"),
+        "--serve-artifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = (folder / "server.log").open("wb")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    try:
+        yield MlflowServer(uri, process)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # the server runs workers in its process group
+        process.wait(timeout=30)
+        log.close()

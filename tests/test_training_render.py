@@ -99,7 +99,8 @@ def test_the_seed_example_is_an_indexed_job_with_a_headless_service_and_its_conf
     # The Hugging Face token is a reference to the Secret, never a value.
     assert env["HUGGINGFACE_HUB_TOKEN"] == {"secretKeyRef": {"name": "hf-token", "key": "HUGGINGFACE_HUB_TOKEN"}}
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    assert mounts["/data"]["readOnly"] is True and mounts["/out"]["readOnly"] is False
+    assert mounts["/data"]["readOnly"] is True
+    assert mounts["/out"]["readOnly"] is False
     claims = {
         v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v
     }

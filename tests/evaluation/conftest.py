@@ -1,4 +1,4 @@
-"""Real parts for the runtime tests: an `mlflow server` on 127.0.0.1, a tiny model, one full evaluation.
+"""Real parts for the evaluation runtime tests: a tiny model, one full evaluation (MLflow: tests/conftest.py).
 
 The evaluation (HELM on the offline synthetic scenarios plus one that needs the network) runs once per
 session; the tests then read what it logged through MlflowClient.
@@ -7,14 +7,8 @@ session; the tests then read what it logged through MlflowClient.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,69 +17,11 @@ import yaml
 
 from tests.support import DEBUG_EXAMPLE, DEBUG_RUN_SPECS
 
+# The tests here import these from this module; they live in tests/support.py (shared with tests/training).
+from tests.support import MlflowServer as MlflowServer
+from tests.support import free_port as free_port
+
 NETWORK_RUN_SPEC = '{description: "boolq:model=huggingface/model,data_augmentation=canonical", priority: 2}'
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _require(tool: str) -> str:
-    path = shutil.which(tool, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-    if path is None:
-        pytest.fail(f"{tool} is not installed: run scripts/install.sh .venv evaluation,dev (the runtime tests need it)")
-    return path
-
-
-@dataclass(frozen=True)
-class MlflowServer:
-    uri: str
-    process: subprocess.Popen[bytes]
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    command = [
-        _require("mlflow"),
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{folder / 'mlflow.db'}",
-        "--artifacts-destination",
-        str(folder / "artifacts"),
-        "--serve-artifacts",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    log = (folder / "server.log").open("wb")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.5)
-    try:
-        yield MlflowServer(uri, process)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the server runs workers in its process group
-        process.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="session")

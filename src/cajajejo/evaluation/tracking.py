@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from cajajejo import __version__
 from cajajejo.config.evaluation import EvaluationJobConfig
 from cajajejo.errors import CajajejoError, one_line
 from cajajejo.evaluation.inputs import RuntimeInputs
 from cajajejo.mlflow_http import talking_to_mlflow
+from cajajejo.run_tags import Stamps, provenance_tags
+from cajajejo.run_tags import run_tags as shared_run_tags
+from cajajejo.run_tags import user_tags as user_tags  # moved to run_tags; still importable from here
 
 T = TypeVar("T")
 BATCH = 900  # MLflow accepts at most 1000 metrics per batch request
@@ -37,34 +39,20 @@ class EvaluationRecord:
 
 
 def seed_tags(config: EvaluationJobConfig, inputs: RuntimeInputs) -> dict[str, str]:
-    """The 14 tags of the original tool, under their original names."""
+    """The 14 tags of the original tool, under their original names: the shared ones and the model's, HELM's."""
     artifact = config.model.mlflow_artifact
-    compute = config.compute_config
     return {
-        "config_git_sha": inputs.config_version,
-        "config_path_git_repo": inputs.config_path_in_repo,
+        **provenance_tags(config, stamps_of(inputs)),
         "helm_config_path_git_repo": inputs.helm_config_path_in_repo,
-        "image_build_cajajejo_version": __version__,
         "model_run_id": str(artifact.run_id if artifact else None),
         "model_artifact_path": str(artifact.artifact_path if artifact else None),
         "model_gs_uri": str(config.model.gs_uri),
-        "accelerator": str(compute.accelerator),
-        "cpu": compute.cpu,
-        "memory": compute.memory,
         "helm_args": " ".join(config.helm.args),
-        "image": config.image,
-        "image_tag": str(config.image_tag),
-        "job_name": inputs.job_name,
     }
 
 
-def user_tags(config: EvaluationJobConfig) -> dict[str, str]:
-    """The config's tags as MLflow tag values: lists joined with commas."""
-    tags = {}
-    for key, value in config.tracking_config.tags.items():
-        items = value if isinstance(value, list) else [value]
-        tags[key] = ",".join(str(item).lower() if isinstance(item, bool) else str(item) for item in items)
-    return tags
+def stamps_of(inputs: RuntimeInputs) -> Stamps:
+    return Stamps(inputs.config_version, inputs.config_path_in_repo, inputs.job_name)
 
 
 def helm_params(config: EvaluationJobConfig, run_spec_count: int, helm_name: str) -> dict[str, str]:
@@ -137,10 +125,4 @@ def _short(exc: BaseException) -> str:
 
 def run_tags(config: EvaluationJobConfig, inputs: RuntimeInputs, extra: Mapping[str, str]) -> dict[str, str]:
     """All tags of the run: the config's, then cajajejo's (which the config may not override)."""
-    sha = inputs.config_version.removesuffix("-dirty")
-    tags = {**user_tags(config), **seed_tags(config, inputs), **extra}
-    if len(sha) == 40:
-        tags["mlflow.source.git.commit"] = sha
-    if config.tracking_config.description:
-        tags["mlflow.note.content"] = config.tracking_config.description
-    return tags
+    return shared_run_tags(config, stamps_of(inputs), {**seed_tags(config, inputs), **extra})
