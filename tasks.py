@@ -6,7 +6,7 @@ Each task only parses its arguments and calls the cajajejo package, where the lo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -48,16 +48,8 @@ def submit_evaluation_job(
     """Render an evaluation job from a clean git tree, stamp the commit into it and submit it."""
     from cajajejo.submission import submit_evaluation_job
 
-    _print_submission(
-        submit_evaluation_job(
-            Path(config),
-            Path(helm_config),
-            spec_output_path=Path(kubernetes_job_spec_output_path) if kubernetes_job_spec_output_path else None,
-            allow_dirty=allow_dirty_repo,
-            namespace=namespace,
-            dry_run=dry_run,
-        )
-    )
+    options = _submit_options(kubernetes_job_spec_output_path, allow_dirty_repo, namespace, dry_run)
+    _print_submission(submit_evaluation_job(Path(config), Path(helm_config), **options))
 
 
 @task_with_short_flags(
@@ -76,15 +68,18 @@ def submit_training_job(
     """Render a training job (torchrun over nnodes pods) from a clean git tree, stamp the commit, submit it."""
     from cajajejo.submission import submit_training_job
 
-    _print_submission(
-        submit_training_job(
-            Path(config),
-            spec_output_path=Path(kubernetes_job_spec_output_path) if kubernetes_job_spec_output_path else None,
-            allow_dirty=allow_dirty_repo,
-            namespace=namespace,
-            dry_run=dry_run,
-        )
-    )
+    options = _submit_options(kubernetes_job_spec_output_path, allow_dirty_repo, namespace, dry_run)
+    _print_submission(submit_training_job(Path(config), **options))
+
+
+def _submit_options(output_path: str | None, allow_dirty: bool, namespace: str | None, dry_run: bool) -> dict[str, Any]:
+    """The keyword arguments every `submit_*` function takes, from the flags every submit task has."""
+    return {
+        "spec_output_path": Path(output_path) if output_path else None,
+        "allow_dirty": allow_dirty,
+        "namespace": namespace,
+        "dry_run": dry_run,
+    }
 
 
 def _print_submission(result: Submission) -> None:

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cajajejo.errors import one_line
@@ -57,19 +58,21 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """The run to open: reopened by id when a resumed checkpoint names one, else created."""
+
+    experiment_name: str
+    run_name: str
+    tags: Mapping[str, str]
+    params: Mapping[str, str]
+    resume_run_id: str | None = None
+
+
 class MlflowRunLog:
     """A run in MLflow at `tracking_uri`, written by a background thread."""
 
-    def __init__(
-        self,
-        tracking_uri: str,
-        *,
-        experiment_name: str,
-        run_name: str,
-        tags: Mapping[str, str],
-        params: Mapping[str, str],
-        resume_run_id: str | None,
-    ) -> None:
+    def __init__(self, tracking_uri: str, request: RunRequest) -> None:
         self.tracking_uri = tracking_uri
         self._queue: queue.Queue[list[Metric] | str] = queue.Queue()
         self._created = threading.Event()
@@ -77,7 +80,7 @@ class MlflowRunLog:
         self._failed = False
         self._thread = threading.Thread(
             target=self._work,
-            args=(experiment_name, run_name, dict(tags), dict(params), resume_run_id),
+            args=(request,),
             name="mlflow-run-log",
             daemon=True,  # an unreachable server must not keep a finished trainer alive
         )
@@ -97,20 +100,13 @@ class MlflowRunLog:
         if self._thread.is_alive():
             _say(f"[MLFLOW] gave up waiting for MLflow at {self.tracking_uri} after {CLOSE_TIMEOUT_SECONDS} s")
 
-    def _work(
-        self,
-        experiment_name: str,
-        run_name: str,
-        tags: dict[str, str],
-        params: dict[str, str],
-        resume_run_id: str | None,
-    ) -> None:
+    def _work(self, request: RunRequest) -> None:
         try:
             with talking_to_mlflow(self.tracking_uri):
                 from mlflow.tracking import MlflowClient
 
                 client = MlflowClient(tracking_uri=self.tracking_uri)
-                self._run_id = self._open_run(client, experiment_name, run_name, tags, params, resume_run_id)
+                self._run_id = self._open_run(client, request)
                 self._created.set()
                 self._send_until_closed(client, self._run_id)
         except Exception as exc:  # MLflow, requests and urllib3 errors come in many types; none may stop training
@@ -122,18 +118,11 @@ class MlflowRunLog:
         finally:
             self._created.set()
 
-    def _open_run(
-        self,
-        client: Any,
-        experiment_name: str,
-        run_name: str,
-        tags: dict[str, str],
-        params: dict[str, str],
-        resume_run_id: str | None,
-    ) -> str:
+    def _open_run(self, client: Any, request: RunRequest) -> str:
         from mlflow.entities import Param
         from mlflow.exceptions import MlflowException
 
+        resume_run_id, experiment_name = request.resume_run_id, request.experiment_name
         if resume_run_id is not None:
             try:
                 client.update_run(resume_run_id, status="RUNNING")
@@ -149,9 +138,9 @@ class MlflowRunLog:
                 experiment_id = client.create_experiment(experiment_name)
             except MlflowException:  # another job created it a moment ago
                 experiment_id = client.get_experiment_by_name(experiment_name).experiment_id
-        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+        run = client.create_run(experiment_id, run_name=request.run_name, tags=dict(request.tags))
         run_id = str(run.info.run_id)
-        items = [Param(key, value[:MAX_PARAM_LENGTH]) for key, value in sorted(params.items())]
+        items = [Param(key, value[:MAX_PARAM_LENGTH]) for key, value in sorted(request.params.items())]
         for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
             client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
         _say(f"[MLFLOW] run {run_id} at {self.tracking_uri}")

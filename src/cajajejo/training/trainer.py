@@ -43,7 +43,7 @@ from cajajejo.training.state import (
 )
 from cajajejo.training.sync import StepSync, StopRequests, SyncReport
 from cajajejo.training.tasks import Task, build_task
-from cajajejo.training.tracking import MlflowRunLog, NoRunLog, RunLog, flatten, now_ms
+from cajajejo.training.tracking import MlflowRunLog, NoRunLog, RunLog, RunRequest, flatten, now_ms
 from cajajejo.training.world import World, join_world, leave_world
 
 # Seconds to sleep after each step: slows a tiny run down enough to interrupt it in a preemption drill (tests).
@@ -180,11 +180,13 @@ class Trainer:
         }
         return MlflowRunLog(
             uri,
-            experiment_name=config.tracking_config.experiment_name,
-            run_name=config.tracking_config.run_name or stamps.job_name,
-            tags=tags,
-            params=params,
-            resume_run_id=self.progress.mlflow_run_id,
+            RunRequest(
+                experiment_name=config.tracking_config.experiment_name,
+                run_name=config.tracking_config.run_name or stamps.job_name,
+                tags=tags,
+                params=params,
+                resume_run_id=self.progress.mlflow_run_id,
+            ),
         )
 
     # The loop
