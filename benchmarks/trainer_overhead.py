@@ -73,6 +73,7 @@ seconds = time.perf_counter() - start
 if rank == 0:
     speed = steps * {BATCH} * world / seconds
     print(f"[PLAIN] steps={{steps}} seconds={{seconds:.4f}} samples_per_s={{speed:.1f}}", flush=True)
+dist.barrier()  # no rank tears gloo down while another still talks to it
 dist.destroy_process_group()
 '''
 
@@ -113,7 +114,8 @@ def timed(command: list[str], env: dict[str, str], pattern: str) -> tuple[float,
     wall = time.perf_counter() - start
     match = re.search(pattern, result.stdout)
     if result.returncode or match is None:
-        raise SystemExit(f"{' '.join(command[:6])} ... failed ({result.returncode}):\n{result.stdout[-2000:]}")
+        output = f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        raise SystemExit(f"{' '.join(command[:6])} ... failed ({result.returncode}):\n{output}")
     return float(match.group(1)), wall
 
 

@@ -24,8 +24,9 @@ import torch.distributed as dist
 dist.init_process_group("gloo")
 total = torch.tensor([float(dist.get_rank() + 1)])
 dist.all_reduce(total)
-print(f"[DDP] rank={dist.get_rank()} world={dist.get_world_size()} node={os.environ['GROUP_RANK']} "
-      f"sum={total.item():.0f} arg={os.environ.get('ARG', '')}", flush=True)
+line = (f"[DDP] rank={dist.get_rank()} world={dist.get_world_size()} node={os.environ['GROUP_RANK']} "
+        f"sum={total.item():.0f} arg={os.environ.get('ARG', '')}\\n")
+os.write(1, line.encode())  # one write: the two ranks share the output pipe, and print's pieces interleave
 dist.destroy_process_group()
 """
 
