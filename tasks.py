@@ -72,6 +72,31 @@ def submit_training_job(
     _print_submission(submit_training_job(Path(config), **options))
 
 
+@task_with_short_flags(
+    short={"group": "g", **_SUBMIT_SHORT},
+    help={
+        "group": "job group file (YAML), committed, with every file it names",
+        "group_name": "submit the group under this name instead of its header's",
+        **_SUBMIT_HELP,
+    },
+)
+@reported
+def submit_job_group(
+    c: Context,
+    group: str,
+    kubernetes_job_spec_output_path: str | None = None,
+    allow_dirty_repo: bool = False,
+    namespace: str | None = None,
+    dry_run: bool = False,
+    group_name: str | None = None,
+) -> None:
+    """Render a job group (its tasks run at once) from a clean git tree, stamp the commit, submit it whole."""
+    from cajajejo.submission import submit_group
+
+    options = _submit_options(kubernetes_job_spec_output_path, allow_dirty_repo, namespace, dry_run)
+    _print_submission(submit_group(Path(group), group_name=group_name, **options))
+
+
 def _submit_options(output_path: str | None, allow_dirty: bool, namespace: str | None, dry_run: bool) -> dict[str, Any]:
     """The keyword arguments every `submit_*` function takes, from the flags every submit task has."""
     return {
@@ -82,7 +107,7 @@ def _submit_options(output_path: str | None, allow_dirty: bool, namespace: str |
     }
 
 
-def _print_submission(result: Submission) -> None:
+def _print_submission(result: Submission[Any]) -> None:
     from cajajejo.submission import describe
 
     for warning in result.warnings:
@@ -100,12 +125,13 @@ def _print_submission(result: Submission) -> None:
         "follow": "f",
     },
     help={
-        "job_name": "the job's name, e.g. eval-merciful-crocodile",
+        "job_name": "the job's name, e.g. eval-merciful-crocodile, or a group's",
         "shift_unit": "days, hours or minutes (default: days)",
         "shift_amount": "read entries from this many units back (default: 1)",
         "output_path": "also write the entries here: .jsonl (JSON Lines) or .json (JSON array)",
         "namespace": "the job's namespace (default: the namespace setting)",
         "follow": "keep polling for new entries until Ctrl-C",
+        "task": "only this task of the group JOB_NAME (without it: every task, each line after [task])",
     },
 )
 @reported
@@ -117,8 +143,9 @@ def get_job_logs(
     output_path: str | None = None,
     namespace: str | None = None,
     follow: bool = False,
+    task: str | None = None,
 ) -> None:
-    """Print a job's container logs from Google Cloud Logging, oldest first."""
+    """Print a job's (or a job group's) container logs from Google Cloud Logging, oldest first."""
     from cajajejo.log_output import fetch_job_logs
     from cajajejo.settings import load_settings
 
@@ -130,8 +157,12 @@ def get_job_logs(
         shift_amount=int(shift_amount),
         output_path=Path(output_path) if output_path else None,
         follow=follow,
+        task=task,
     )
     print(f"{summary.count:,} entries" + (f"; wrote {output_path}" if output_path else ""))
+    hint = summary.group_hint(job_name, "invoke get-job-logs") if task is None else None
+    if hint:
+        print(hint)
 
 
 @task

@@ -64,4 +64,3 @@ class MlflowServer:
     """The session's `mlflow server` (fixture `mlflow_server` in tests/conftest.py)."""
 
     uri: str
-    process: subprocess.Popen[bytes]

@@ -57,6 +57,16 @@ def test_training_commands_import_no_heavy_library() -> None:
     assert [m for m in modules + validated if m.split(".")[0] in REPLACED] == []
 
 
+def test_group_commands_import_no_heavy_library() -> None:
+    group = str(REPO / "jobs" / "groups" / "train-eval.group.yml")
+    modules = _modules_after("groups", "parse", group, "-")
+    assert "cajajejo.render.group" in modules  # the probe really rendered
+    validated = _modules_after("groups", "validate", group)
+    assert "cajajejo.config.group_loader" in validated
+    assert _heavy(modules + validated) == []
+    assert [m for m in modules + validated if m.split(".")[0] in REPLACED] == []
+
+
 def test_validate_config_imports_no_heavy_library() -> None:
     modules = _modules_after("jobs", "evaluation", "validate-config", str(MLFLOW_EXAMPLE))
     assert "cajajejo.config.evaluation" in modules

@@ -47,7 +47,8 @@ def test_the_filter_names_the_job_containers_with_an_explicit_utc_bound() -> Non
     query = LogQuery("eval-merciful-crocodile", "team-a", since, cluster="gke-1")
     assert query.filter() == (
         'resource.type="k8s_container" AND resource.labels.namespace_name="team-a" '
-        'AND labels."k8s-pod/job-name"="eval-merciful-crocodile" AND resource.labels.cluster_name="gke-1" '
+        'AND (labels."k8s-pod/job-name"="eval-merciful-crocodile" '
+        'OR labels."k8s-pod/cajajejo/group"="eval-merciful-crocodile") AND resource.labels.cluster_name="gke-1" '
         'AND timestamp>="2026-11-20T12:30:00.000000Z"'
     )
 

@@ -193,18 +193,25 @@ def test_a_template_value_without_the_filter_is_refused(tmp_path: Path) -> None:
             'limits:\n            memory: "1Gi"\n            cpu:',
             "'16Gi' exceeds the limit '1Gi'",
         ),
-        ("storage: {{ config.compute_config.scratch.size | yaml }}", 'storage: "lots"', "'lots' is not a quantity"),
+        ("storage: {{ scratch.size | yaml }}", 'storage: "lots"', "'lots' is not a quantity"),
         ("nvidia.com/gpu: {{", 'nvidia.com/gpu: "0.5"\n            x: {{', "must be a whole number"),
         ("name: {{ job.configmap_name | yaml }}", 'name: "other"', "ConfigMap 'other' is not in the plan"),
         ("- name: scratch\n          mountPath", "- name: scratchy\n          mountPath", "'scratchy' is not a volume"),
     ],
 )
 def test_invalid_rendered_manifests_are_caught(tmp_path: Path, find: str, replace: str, expected: str) -> None:
-    builtin = (Path(__file__).parents[1] / "src/cajajejo/templates/evaluation/job.yaml.j2").read_text()
-    assert find in builtin
-    template_dir = _override(tmp_path, "job.yaml.j2", builtin.replace(find, replace, 1))
+    templates = Path(__file__).parents[1] / "src/cajajejo/templates"
+    # The evaluation Job's template, or one of the pieces it includes, holds the text to break.
+    name = next(
+        path
+        for path in ("evaluation/job.yaml.j2", "evaluation/mounts.yaml.j2", "common/scratch_volume.yaml.j2")
+        if find in (templates / path).read_text()
+    )
+    target = tmp_path / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text((templates / name).read_text().replace(find, replace, 1))
     with pytest.raises(RenderedManifestError) as caught:
-        render(MLFLOW_EXAMPLE, RUN_SPECS, template_dir=template_dir)
+        render(MLFLOW_EXAMPLE, RUN_SPECS, template_dir=tmp_path)
     assert expected in str(caught.value)
     assert "Job eval-" in str(caught.value)
 

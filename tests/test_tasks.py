@@ -240,7 +240,7 @@ def test_short_flags_are_unambiguous_and_leave_h_to_help() -> None:
     from invoke.tasks import Task
 
     tasks = [value for value in vars(task_module).values() if isinstance(value, Task)]
-    assert len(tasks) == 6
+    assert len(tasks) == 7
     for task in tasks:
         names = [name for argument in task.get_arguments() for name in argument.names]
         short = [name for name in names if len(name) == 1]

@@ -8,7 +8,11 @@ looks like this::
       .tmp-step-00000140/       one being written (or left by a crash; removed by the next write)
       ledger/step-00000120.json one small JSON file per published checkpoint
       best.json                 which published checkpoint has the lowest validation loss
-      training_complete.json    written once training has finished
+      training_complete.json    written once training has finished (it lists the published checkpoints)
+      claims/<role>/step-00000120.1.json   an evaluator's claim: attempt 1 of role <role> on that checkpoint
+      results/<role>/step-00000120.json    what role <role> found; written once, the first writer wins
+      watchers/<role>/<worker>.json        a watcher of <role> registered here: prune waits for that role
+      stop_request.json         someone asked the trainer to stop early (first request wins)
 
 Writing a checkpoint (`CheckpointDir.write`, or `begin` + `publish` when several processes write
 files into it) goes: files into `.tmp-<name>/`, fsync every file and folder, rename the folder to
@@ -27,14 +31,45 @@ see other hosts' writes). An entry that does not parse is ignored all the same (
 breaks rename atomicity, a hand edit), and so is one whose checkpoint folder has gone.
 
 Readers need nothing from writers but the ledger: `published()`, `latest()`, `best()`. There is
-one writer per directory (rank 0 of the trainer); readers never write here.
+one writer of checkpoints per directory (rank 0 of the trainer).
 
-Open for the next step, claims by evaluators: a claim will be one more small file per checkpoint
-and evaluator, `claims/<name>/<evaluator>.json`, created atomically (written to a temporary file,
-then `os.link`ed to its name, which fails if it exists even on NFS), holding a lease time that the
-evaluator renews; results likewise under `results/<name>/`. `prune` will then skip checkpoints with a
-live claim. Nothing in today's layout has to change for that: readers already ignore folders they
-do not know.
+Evaluators: claims and results. Several evaluator *roles* ("helm", "perplexity") may evaluate the
+same checkpoints independently; the workers of one role split the work. Everything is per (role,
+checkpoint), and every file is created in one of two ways only: atomic rename (a file that only its
+creator rewrites), or `os.link` of a complete temporary file to the final name, which fails when the
+name exists, atomically on the NFS server too (an exclusive create that readers never see half
+written; a retried LINK that answers EEXIST is told apart by comparing the content, which holds a
+random token).
+
+- A *claim* is attempt N of a role on a checkpoint: `claims/<role>/<name>.<N>.json`. A worker claims
+  attempt N+1 only when attempt N is over: released (the worker gave it back, e.g. after an error)
+  or expired (its lease was not renewed for `lease_seconds`: the worker died). Creating N+1 by
+  `os.link` is the whole race: of two workers that both see N expired, exactly one creates N+1, and
+  attempt N's file is never touched by anyone but its holder. So taking over a dead worker's claim
+  needs no rename, lock or clean-up, and a holder that was only slow learns it lost (`renew` sees
+  N+1) instead of overwriting anyone.
+- The holder renews its lease (rewrites its own claim file by rename) about three times per lease.
+  Leases compare wall clocks of different hosts: keep clocks in sync (NTP) to well within a lease.
+- A *result* is `results/<role>/<name>.json`, created by `os.link`: the first writer wins, and a
+  result is never overwritten. Claiming checks for a result before and after creating the claim,
+  so a checkpoint with a result is never claimed again. A checkpoint is evaluated again only when
+  its worker died (or lost its lease) before recording the result: at least once, never lost.
+- Failures: a claim carries how many earlier attempts failed (released as "failed", or expired).
+  The watcher (`cajajejo.watch`) records a failed result once that reaches its limit, so a
+  checkpoint that always crashes its evaluator cannot hold a group up forever.
+
+Pruning waits for evaluators: `prune(keep_last)` keeps, besides the newest `keep_last` and the best,
+every checkpoint that some role has not finished with, where a role has not finished with a
+checkpoint that has no result of that role and either (a) a watcher of that role is registered
+(`watchers/<role>/`: the watcher writes it when it starts and leaves it, so a crashed and restarted
+evaluator is still waited for), or (b) it holds a claim of that role. A checkpoint pruned before any
+watcher of a role registered is never evaluated by that role: start evaluators before the trainer,
+or register roles ahead (`register_watcher`). A role that is given up must be unregistered, or its
+unevaluated checkpoints stay. Claims of a pruned checkpoint are deleted with it; results stay.
+
+Early stop: `request_stop(reason, by)` creates `stop_request.json` (first request wins). The built-in
+trainer checks it at sync points, checkpoints, marks training complete and exits 0; evaluators then
+finish the remaining checkpoints and exit.
 
 This module imports nothing heavy (no torch): users' own training scripts and evaluators call it.
 """
@@ -45,19 +80,34 @@ import contextlib
 import json
 import math
 import os
+import re
+import secrets
 import shutil
+import socket
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 LEDGER_DIR = "ledger"
 BEST_FILE = "best.json"
 COMPLETE_FILE = "training_complete.json"
 TEMP_PREFIX = ".tmp-"
 NAME_PREFIX = "step-"
-FORMAT = 1  # of ledger entries; a reader skips entries of a format it does not know
+CLAIMS_DIR = "claims"
+RESULTS_DIR = "results"
+WATCHERS_DIR = "watchers"
+STOP_FILE = "stop_request.json"
+FORMAT = 1  # of ledger entries, claims and results; a reader skips files of a format it does not know
+
+# Roles and workers name folders and files: a short safe label. Checkpoint names are looser (a
+# foreign trainer's file names), but never a path: no "/", no leading dot, no NUL.
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_CLAIM_FILE = re.compile(r"(?P<name>.+)\.(?P<attempt>[1-9][0-9]{0,8})\.json", re.DOTALL)  # names may hold newlines
+MAX_NAME = 200
+# How a claim ended, when its holder gave it back; only "failed" counts towards the failure limit.
+RELEASE_OUTCOMES = ("failed", "interrupted", "vanished", "done")
 
 
 class CheckpointError(Exception):
@@ -94,6 +144,120 @@ class Checkpoint:
             "time": self.time,
             "metadata": self.metadata,
         }
+
+
+def check_label(value: str, what: str) -> str:
+    """`value` if it can name a role or a worker (letters, digits, `.`, `_`, `-`; 100 at most); else ValueError."""
+    if not isinstance(value, str) or not _LABEL.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} must be 1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def check_name(name: str) -> str:
+    """`name` if it can name a checkpoint in claims and results (a file name, not a path); else ValueError."""
+    if not name or len(name) > MAX_NAME or name.startswith(".") or "/" in name or "\0" in name:
+        raise ValueError(f"checkpoint name {name!r} cannot be claimed: it must be a file name of {MAX_NAME} at most")
+    return name
+
+
+def claim_file_name(name: str, attempt: int) -> str:
+    """The claim file of attempt `attempt` (1, 2, ...) on checkpoint `name`: `step-00000120.1.json`."""
+    return f"{name}.{attempt}.json"
+
+
+def parse_claim_file_name(file_name: str) -> tuple[str, int] | None:
+    """(checkpoint name, attempt) of a claim file name, or None when it is not one (temporary files too)."""
+    match = _CLAIM_FILE.fullmatch(file_name)
+    if match is None or file_name.startswith("."):
+        return None
+    return match["name"], int(match["attempt"])
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Attempt `attempt` of evaluator role `role` on checkpoint `name`, by `worker`.
+
+    The holder's object (from `CheckpointDir.claim`) and what others read (`CheckpointDir.newest_claim`)
+    are the same type; `token` tells this attempt from any other.
+    """
+
+    role: str
+    name: str
+    worker: str
+    token: str
+    attempt: int
+    failures: int  # earlier attempts that failed or expired
+    lease_seconds: float
+    claimed_at: float
+    renewed_at: float
+    path: Path
+    released: str | None = None  # one of RELEASE_OUTCOMES once the holder gave it back
+    error: str | None = None  # why, when it failed
+    last_error: str | None = None  # why the attempt before this one ended, when it failed or expired
+
+    def expires_at(self) -> float:
+        return self.renewed_at + self.lease_seconds
+
+    def status(self, now: float) -> str:
+        """`live`, `released` or `expired` (the holder stopped renewing: it died, or stalled for a whole lease)."""
+        if self.released is not None:
+            return "released"
+        return "expired" if now > self.expires_at() else "live"
+
+    def failures_after(self, now: float) -> int:
+        """How many failed attempts the next claim inherits: this one counts if it failed or expired."""
+        return self.failures + (1 if self.ending(now) else 0)
+
+    def ending(self, now: float) -> str | None:
+        """Why this attempt failed, for the next one: its error, or that its lease expired; None otherwise."""
+        if self.released == "failed":
+            return self.error or "failed"
+        if self.status(now) == "expired":
+            return f"the lease of worker {self.worker} expired (it died or stalled)"
+        return None
+
+    def entry(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "role": self.role,
+            "name": self.name,
+            "worker": self.worker,
+            "token": self.token,
+            "attempt": self.attempt,
+            "failures": self.failures,
+            "lease_seconds": self.lease_seconds,
+            "claimed_at": self.claimed_at,
+            "renewed_at": self.renewed_at,
+            "released": self.released,
+            "error": self.error,
+            "last_error": self.last_error,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+
+
+@dataclass(frozen=True)
+class Result:
+    """What role `role` recorded for checkpoint `name`: `status` is `ok` or `failed`, `value` the evaluator's data."""
+
+    role: str
+    name: str
+    status: str
+    value: dict[str, Any]
+    worker: str
+    attempt: int
+    time: float
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """Someone (`by`) asked the trainer to stop early, for `reason`."""
+
+    reason: str
+    by: str
+    time: float
 
 
 class CheckpointDir:
@@ -221,8 +385,13 @@ class CheckpointDir:
         write_json_atomically(self.path / BEST_FILE, {**metadata, "name": name, "time": time.time()})
 
     def mark_complete(self, **metadata: Any) -> None:
-        """Say that training has finished (evaluators stop waiting for new checkpoints)."""
-        write_json_atomically(self.path / COMPLETE_FILE, {**metadata, "time": time.time()})
+        """Say that training has finished (evaluators stop waiting for new checkpoints).
+
+        The marker lists the published checkpoints (`checkpoints`): an evaluator whose listing of
+        `ledger/` is older than the marker (NFS caches listings) knows what it still has to see.
+        """
+        names = [c.name for c in self.published()]
+        write_json_atomically(self.path / COMPLETE_FILE, {"checkpoints": names, **metadata, "time": time.time()})
 
     def clear_complete(self) -> None:
         """Take the marker back: training goes on past where it had finished (a larger max_steps)."""
@@ -231,25 +400,235 @@ class CheckpointDir:
             fsync_dir(self.path)
 
     def prune(self, keep_last: int) -> list[str]:
-        """Delete all but the `keep_last` newest published checkpoints; the best and the newest always stay.
+        """Delete old published checkpoints: all but the `keep_last` newest, the best, and those evaluators need.
 
-        Each is first taken out of the ledger, then deleted: a crash in between leaves an unpublished
-        folder, which the next write removes. Returns the names deleted.
+        A checkpoint that some evaluator role has not finished with stays (the rule is in the module's
+        docstring). Each is first taken out of the ledger, then deleted, then its claims: a crash in
+        between leaves an unpublished folder, which the next write removes. Returns the names deleted.
         """
         if keep_last < 1:
             raise ValueError(f"keep_last must be at least 1, got {keep_last}")
         checkpoints = self.published()
         best = self.best()
         keep = {c.name for c in checkpoints[-keep_last:]} | ({best.name} if best else set())
+        candidates = [c for c in checkpoints if c.name not in keep]
+        if not candidates:
+            return []
+        claims = self._claim_files()
+        busy = self._unfinished(candidates, claims)
         deleted = []
-        for checkpoint in checkpoints:
-            if checkpoint.name in keep:
+        for checkpoint in candidates:
+            if checkpoint.name in busy:
                 continue
             os.unlink(self.path / LEDGER_DIR / f"{checkpoint.name}.json")
             fsync_dir(self.path / LEDGER_DIR)
             shutil.rmtree(checkpoint.path, ignore_errors=True)
+            for claim_path in claims.get(checkpoint.name, []):
+                with contextlib.suppress(FileNotFoundError):
+                    claim_path.unlink()
             deleted.append(checkpoint.name)
         return deleted
+
+    def _unfinished(self, checkpoints: Iterable[Checkpoint], claims: Mapping[str, list[Path]]) -> set[str]:
+        """The names among `checkpoints` that an evaluator role has not finished with (see the module docstring)."""
+        registered = self.registered_roles()
+        claimed: dict[str, set[str]] = {}
+        for name, paths in claims.items():
+            for claim_path in paths:
+                claimed.setdefault(claim_path.parent.name, set()).add(name)
+        busy = set()
+        for role in registered | claimed.keys():
+            done = self.finished(role)
+            for checkpoint in checkpoints:
+                if checkpoint.name in done:
+                    continue
+                if role in registered or checkpoint.name in claimed.get(role, set()):
+                    busy.add(checkpoint.name)
+        return busy
+
+    def _claim_files(self) -> dict[str, list[Path]]:
+        """Every claim file, by checkpoint name (one listing per role)."""
+        found: dict[str, list[Path]] = {}
+        for role in _subfolders(self.path / CLAIMS_DIR):
+            folder = self.path / CLAIMS_DIR / role
+            for file_name in _listing(folder):
+                parsed = parse_claim_file_name(file_name)
+                if parsed is not None:
+                    found.setdefault(parsed[0], []).append(folder / file_name)
+        return found
+
+    # Evaluators: claims, results, registrations
+
+    def claim(self, name: str, *, role: str, worker: str, lease_seconds: float) -> Claim | None:
+        """Claim checkpoint `name` for role `role`: the Claim when this call got it, else None.
+
+        None when the role has a result for it, or another worker's claim on it is live. A released
+        or expired claim is taken over (the next attempt); of several callers exactly one gets it.
+        The checkpoint itself is not looked at: the caller checks it is still there.
+        """
+        check_name(name)
+        check_label(role, "role")
+        check_label(worker, "worker")
+        if not lease_seconds > 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+        if self.has_result(role, name):
+            return None
+        folder = self.path / CLAIMS_DIR / role
+        folder.mkdir(parents=True, exist_ok=True)
+        attempt = self._newest_attempt(folder, name)
+        while True:
+            now = time.time()
+            failures, last_error = 0, None
+            if attempt:
+                newest = _read_claim(folder / claim_file_name(name, attempt), role, name)
+                if newest is not None and newest.status(now) == "live":
+                    return None
+                if newest is None:  # unreadable (a hand edit, a broken filesystem): count every attempt as failed
+                    failures, last_error = attempt, "an unreadable claim"
+                else:
+                    failures, last_error = newest.failures_after(now), newest.ending(now)
+            path = folder / claim_file_name(name, attempt + 1)
+            token = secrets.token_hex(8)
+            claim = Claim(role, name, worker, token, attempt + 1, failures, lease_seconds, now, now, path)
+            claim = replace(claim, last_error=last_error)
+            if _create_exclusively(path, claim.entry()):
+                break
+            attempt += 1  # someone created that attempt first (or our listing was stale): look at theirs
+        if self.has_result(role, name):  # recorded between our first look and our claim
+            self.release(claim, "done")
+            return None
+        return claim
+
+    def renew(self, claim: Claim) -> Claim | None:
+        """Extend `claim`'s lease from now; None when it was lost (another worker took the next attempt)."""
+        if claim.path.with_name(claim_file_name(claim.name, claim.attempt + 1)).exists():
+            return None
+        renewed = replace(claim, renewed_at=time.time())
+        write_json_atomically(claim.path, renewed.entry())
+        return renewed
+
+    def release(self, claim: Claim, outcome: str, error: str | None = None) -> None:
+        """Give `claim` back (`outcome` in RELEASE_OUTCOMES): another attempt may start at once."""
+        if outcome not in RELEASE_OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(RELEASE_OUTCOMES)}, got {outcome!r}")
+        released = replace(claim, renewed_at=time.time(), released=outcome, error=error)
+        write_json_atomically(claim.path, released.entry())
+
+    def newest_claim(self, role: str, name: str) -> Claim | None:
+        """The newest attempt of `role` on `name` (live, released or expired), or None."""
+        folder = self.path / CLAIMS_DIR / check_label(role, "role")
+        attempt = self._newest_attempt(folder, name)
+        return _read_claim(folder / claim_file_name(name, attempt), role, name) if attempt else None
+
+    def _newest_attempt(self, folder: Path, name: str) -> int:
+        attempts = [0]
+        for file_name in _listing(folder):
+            parsed = parse_claim_file_name(file_name)
+            if parsed is not None and parsed[0] == name:
+                attempts.append(parsed[1])
+        return max(attempts)
+
+    def record_result(self, claim: Claim, value: Mapping[str, Any], *, status: str = "ok") -> bool:
+        """Record what `claim`'s worker found; True when this is the result, False when one was there already.
+
+        `value` is stored as JSON (numbers that are not finite become null, other objects their text).
+        """
+        if status not in ("ok", "failed"):
+            raise ValueError(f"status must be 'ok' or 'failed', got {status!r}")
+        folder = self.path / RESULTS_DIR / claim.role
+        folder.mkdir(parents=True, exist_ok=True)
+        entry = {
+            "format": FORMAT,
+            "role": claim.role,
+            "name": claim.name,
+            "status": status,
+            "value": _jsonable(dict(value)),
+            "worker": claim.worker,
+            "attempt": claim.attempt,
+            "token": claim.token,
+            "time": time.time(),
+        }
+        return _create_exclusively(folder / f"{claim.name}.json", entry)
+
+    def has_result(self, role: str, name: str) -> bool:
+        return (self.path / RESULTS_DIR / role / f"{name}.json").exists()
+
+    def result(self, role: str, name: str) -> Result | None:
+        """Role `role`'s result for checkpoint `name`, or None (also when the file does not parse)."""
+        return _read_result(self.path / RESULTS_DIR / check_label(role, "role") / f"{name}.json", role, name)
+
+    def results(self, role: str) -> dict[str, Result]:
+        """Every readable result of `role`, by checkpoint name."""
+        found = {}
+        for name in self.finished(role):
+            result = self.result(role, name)
+            if result is not None:
+                found[name] = result
+        return found
+
+    def finished(self, role: str) -> set[str]:
+        """The checkpoints that `role` has a result for (one listing: what watchers poll)."""
+        folder = self.path / RESULTS_DIR / check_label(role, "role")
+        return {f[: -len(".json")] for f in _listing(folder) if f.endswith(".json") and not f.startswith(".")}
+
+    def roles(self) -> list[str]:
+        """Every role with a registered watcher, a claim or a result here."""
+        found: set[str] = set()
+        for folder in (CLAIMS_DIR, RESULTS_DIR, WATCHERS_DIR):
+            found.update(_subfolders(self.path / folder))
+        return sorted(found)
+
+    def register_watcher(self, role: str, worker: str) -> None:
+        """Say that `worker` evaluates this directory's checkpoints as `role`: from now on `prune` waits for it."""
+        folder = self.path / WATCHERS_DIR / check_label(role, "role")
+        folder.mkdir(parents=True, exist_ok=True)
+        check_label(worker, "worker")
+        entry = {"role": role, "worker": worker, "host": socket.gethostname(), "time": time.time()}
+        write_json_atomically(folder / f"{worker}.json", entry)
+
+    def unregister_watcher(self, role: str, worker: str | None = None) -> None:
+        """Take `worker`'s registration back (every worker's when None): prune stops waiting for the role."""
+        folder = self.path / WATCHERS_DIR / check_label(role, "role")
+        for file_name in _listing(folder):
+            if worker is None or file_name == f"{check_label(worker, 'worker')}.json":
+                with contextlib.suppress(FileNotFoundError):
+                    (folder / file_name).unlink()
+
+    def registered_roles(self) -> set[str]:
+        """The roles with at least one registered watcher."""
+        folder = self.path / WATCHERS_DIR
+        return {
+            role
+            for role in _subfolders(folder)
+            if any(f.endswith(".json") and not f.startswith(".") for f in _listing(folder / role))
+        }
+
+    # Early stop
+
+    def request_stop(self, reason: str, by: str) -> StopRequest:
+        """Ask the trainer to stop early; returns the request in effect (an earlier one, if there was one)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        mine = StopRequest(str(reason), str(by), time.time())
+        entry = {"format": FORMAT, "reason": mine.reason, "by": mine.by, "time": mine.time}
+        if _create_exclusively(self.path / STOP_FILE, entry):
+            return mine
+        return self.stop_request() or mine
+
+    def stop_request(self) -> StopRequest | None:
+        """The stop request, or None. When there is none this costs one failed open (the trainer's check)."""
+        data = _read_json(self.path / STOP_FILE)
+        if data is None:
+            return None
+        reason, by, when = data.get("reason"), data.get("by"), data.get("time")
+        if not (isinstance(reason, str) and isinstance(by, str) and _is_number(when)):
+            return StopRequest("(unreadable stop request)", "?", 0.0)  # still a request: someone wrote the file
+        return StopRequest(reason, by, float(when))
+
+    def clear_stop_request(self) -> None:
+        """Take the stop request back (training may go on, e.g. with a larger max_steps)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path / STOP_FILE)
+            fsync_dir(self.path)
 
     def clean_up(self) -> list[str]:
         """Remove what crashed writes left: temporary folders and files, unpublished checkpoint folders.
@@ -302,7 +681,73 @@ class CheckpointDir:
         )
 
 
-def _is_int(value: object) -> bool:
+def _read_claim(path: Path, role: str, name: str) -> Claim | None:
+    """The claim in `path`, or None when it is missing or does not parse as a claim of (role, name)."""
+    data = _read_json(path)
+    if data is None or data.get("format") != FORMAT or data.get("role") != role or data.get("name") != name:
+        return None
+    worker, token, attempt, failures = data.get("worker"), data.get("token"), data.get("attempt"), data.get("failures")
+    lease, claimed, renewed = data.get("lease_seconds"), data.get("claimed_at"), data.get("renewed_at")
+    released, error, last_error = data.get("released"), data.get("error"), data.get("last_error")
+    if not (isinstance(worker, str) and isinstance(token, str) and _is_int(attempt) and _is_int(failures)):
+        return None
+    if not (_is_number(lease) and _is_number(claimed) and _is_number(renewed)):
+        return None
+    if not (released is None or released in RELEASE_OUTCOMES):
+        return None
+    if not (_is_text(error) and _is_text(last_error)):
+        return None
+    times = float(lease), float(claimed), float(renewed)
+    return Claim(role, name, worker, token, attempt, failures, *times, path, released, error, last_error)
+
+
+def _read_result(path: Path, role: str, name: str) -> Result | None:
+    data = _read_json(path)
+    if data is None or data.get("format") != FORMAT or data.get("role") != role or data.get("name") != name:
+        return None
+    status, value, worker = data.get("status"), data.get("value"), data.get("worker")
+    attempt, when = data.get("attempt"), data.get("time")
+    if status not in ("ok", "failed") or not (isinstance(value, dict) and isinstance(worker, str)):
+        return None
+    if not (_is_int(attempt) and _is_number(when)):
+        return None
+    return Result(role, name, str(status), value, worker, attempt, float(when))
+
+
+def _is_text(value: object) -> TypeGuard[str | None]:
+    return value is None or isinstance(value, str)
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """`value` as plain JSON data: non-finite floats become None, tuples lists, unknown objects their str."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return str(value)
+
+
+def _listing(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _subfolders(folder: Path) -> list[str]:
+    """The names in `folder` that are valid roles and folders."""
+    return sorted(n for n in _listing(folder) if _LABEL.fullmatch(n) and (folder / n).is_dir())
+
+
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
@@ -326,16 +771,61 @@ def _remove(path: Path) -> None:
 def write_json_atomically(path: Path, data: Mapping[str, Any]) -> None:
     """Write `data` to `path` so that a reader sees the old file or the whole new one, never a part.
 
-    Temporary file in the same folder, fsync, rename over `path`, fsync the folder.
+    Temporary file in the same folder, fsync, rename over `path`, fsync the folder. The temporary
+    name is unique per call: threads of one process (a watcher's lease renewal) never share one.
     """
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}")
-    payload = json.dumps(data, sort_keys=True, allow_nan=False).encode() + b"\n"
+    temp = _write_temporary(path, _json_bytes(data))
+    os.replace(temp, path)
+    fsync_dir(path.parent)
+
+
+def _create_exclusively(path: Path, data: Mapping[str, Any], tries: int = 3) -> bool:
+    """Create `path` holding `data` unless it exists; True when this call created it.
+
+    The content goes to a temporary file first (fsynced), which is then hard-linked to `path`:
+    `link` fails when the name exists, atomically on the NFS server too, and readers never see the
+    file half-written. Over NFS a LINK whose reply was lost is sent again and answers EEXIST
+    although the first one worked: the content (which holds a unique token or time) tells.
+    """
+    payload = _json_bytes(data)
+    temp = _write_temporary(path, payload)
+    try:
+        os.link(temp, path)
+        created = True
+    except FileExistsError:
+        created = _holds(path, payload)
+    except FileNotFoundError:
+        # The trainer's clean_up took our temporary file for a crash's leftover (a stop request's
+        # lies in the directory's root): write it again.
+        if tries <= 1:
+            raise
+        return _create_exclusively(path, data, tries - 1)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    if created:
+        fsync_dir(path.parent)
+    return created
+
+
+def _write_temporary(path: Path, payload: bytes) -> Path:
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     with open(temp, "wb") as file:
         file.write(payload)
         file.flush()
         os.fsync(file.fileno())
-    os.replace(temp, path)
-    fsync_dir(path.parent)
+    return temp
+
+
+def _json_bytes(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True, allow_nan=False).encode() + b"\n"
+
+
+def _holds(path: Path, payload: bytes) -> bool:
+    try:
+        return path.read_bytes() == payload
+    except OSError:
+        return False
 
 
 def fsync_tree(root: Path) -> None:

@@ -12,13 +12,13 @@ import json
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from cajajejo.errors import Problem, UserInputError
 from cajajejo.files import atomic_writer
-from cajajejo.logs import LogQuery, RetryPolicy, format_entry, lower_bound, make_client, read_entries
+from cajajejo.logs import LogQuery, RetryPolicy, format_entry, lower_bound, make_client, read_entries, task_of
 from cajajejo.settings import Settings
 from cajajejo.termination import exit_cleanly_on_termination
 
@@ -37,6 +37,15 @@ class FetchSummary:
     count: int = 0
     first: str | None = None
     last: str | None = None
+    tasks: list[str] = field(default_factory=list)  # the group tasks whose entries came, in order of first entry
+
+    def group_hint(self, name: str, command: str = "cajajejo logs") -> str | None:
+        """What to tell the user who read a group's tasks interleaved: how to read one (as SkyPilot says)."""
+        if not self.tasks:
+            return None
+        count = f"{len(self.tasks)} task{'s' if len(self.tasks) > 1 else ''}"
+        tasks = ", ".join(self.tasks)
+        return f"Hint: this group has {count} ({tasks}). Use '{command} {name} --task TASK' to view one."
 
 
 class Progress:
@@ -66,15 +75,18 @@ def write_entries(
     output_path: Path | None = None,
     terminal: TextIO | None = None,
     progress: Progress | None = None,
+    summary: FetchSummary | None = None,
+    task_prefix: bool = False,
 ) -> FetchSummary:
-    """Send each entry to the terminal (formatted) and/or `output_path` (as JSON), in order."""
-    summary = FetchSummary()
+    """Send each entry to the terminal (formatted; a group's with its task first when `task_prefix`) and/or
+    `output_path` (as JSON), in order, counting them into `summary` (which shows how far it got if stopped)."""
+    summary = summary if summary is not None else FetchSummary()
     if output_path is None:
-        _drain(entries, None, None, terminal, progress, summary)
+        _drain(entries, None, None, terminal, progress, summary, task_prefix)
         return summary
     fmt = output_format(output_path)
     with exit_cleanly_on_termination(), atomic_writer(output_path) as handle:
-        _drain(entries, handle, fmt, terminal, progress, summary)
+        _drain(entries, handle, fmt, terminal, progress, summary, task_prefix)
     return summary
 
 
@@ -85,6 +97,7 @@ def _drain(
     terminal: TextIO | None,
     progress: Progress | None,
     summary: FetchSummary,
+    task_prefix: bool,
 ) -> None:
     separator = "[\n" if fmt == "json" else ""
     try:
@@ -95,7 +108,10 @@ def _drain(
                 if fmt == "jsonl":
                     handle.write("\n")
             if terminal is not None:
-                terminal.write(format_entry(entry) + "\n")
+                terminal.write(format_entry(entry, task_prefix=task_prefix) + "\n")
+            task = task_of(entry)
+            if task is not None and task not in summary.tasks:
+                summary.tasks.append(task)
             summary.count += 1
             summary.first = summary.first or entry.get("timestamp")
             summary.last = entry.get("timestamp")
@@ -120,8 +136,13 @@ def fetch_job_logs(
     quiet: bool = False,
     retry: RetryPolicy | None = None,
     rank: int | None = None,
+    task: str | None = None,
+    summary: FetchSummary | None = None,
 ) -> FetchSummary:
-    """The use case behind `cajajejo logs` and `invoke get-job-logs`: check, query, stream, summarise."""
+    """The use case behind `cajajejo logs` and `invoke get-job-logs`: check, query, stream, summarise.
+
+    `job_name` is a job's or a group's; `task` reads one task of a group. `summary`, when given, is filled
+    as entries come (so a caller still has it when the fetch is stopped)."""
     if follow and output_path is not None:
         raise UserInputError(Problem("--follow", "cannot be combined with --output-path; pipe to `tee` instead"))
     if output_path is not None:
@@ -134,6 +155,7 @@ def fetch_job_logs(
         since=lower_bound(shift_unit, shift_amount),
         cluster=settings.get("gke_cluster"),
         rank=rank,
+        task=task,
     )
     client = make_client(settings.require("gcp_project", "read job logs"))
     entries = read_entries(client, query, follow=follow, retry=retry)
@@ -142,4 +164,6 @@ def fetch_job_logs(
         output_path=output_path,
         terminal=None if quiet else sys.stdout,
         progress=Progress() if output_path is not None else None,
+        summary=summary,
+        task_prefix=task is None,
     )

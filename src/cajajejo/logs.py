@@ -3,7 +3,9 @@
 The filter names the job's containers (resource type, namespace, the `job-name` pod label, and the
 cluster when one is set) and always carries an explicit lower timestamp bound: without a
 `timestamp` term the client silently adds a 24-hour one. Every value in it is validated and quoted,
-so no argument can add a term.
+so no argument can add a term. A name is a job's or a group's: the filter takes the containers of the
+Job of that name or of every task of the group of that name (their pods carry `cajajejo/group`), or,
+with a task, of that task of the group only.
 
 Entries are yielded one at a time, so memory stays flat however many there are. When a page fails
 with a transient error (408, 429 or 5xx; a connection refused, reset, timed out, or broken off in
@@ -33,6 +35,8 @@ SHIFT_UNITS = {"days": timedelta(days=1), "hours": timedelta(hours=1), "minutes"
 JOB_NAME_POD_LABEL = "k8s-pod/job-name"  # GKE puts pod labels under k8s-pod/; the Job controller sets job-name
 # The pod index of an Indexed Job (a training job's node rank), as GKE writes the label's key: dots as '_'.
 RANK_POD_LABEL = "k8s-pod/batch_kubernetes_io/job-completion-index"
+GROUP_POD_LABEL = "k8s-pod/cajajejo/group"  # the pods of a group's tasks
+TASK_POD_LABEL = "k8s-pod/cajajejo/task"
 PAGE_SIZE = 1000
 
 
@@ -69,17 +73,19 @@ def rfc3339(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class LogQuery:
-    """Which entries: one job's containers in one namespace (and cluster), from `since` on."""
+    """Which entries: one job's (or group's) containers in one namespace (and cluster), from `since` on."""
 
-    job_name: str
+    job_name: str  # a job's name, or a group's
     namespace: str
     since: datetime
     cluster: str | None = None
     rank: int | None = None  # one pod of an Indexed Job (a training job's node rank); None: all pods
+    task: str | None = None  # one task of the group `job_name`; None: the job, or every task of the group
 
     def __post_init__(self) -> None:
-        for source, value in (("JOB_NAME", self.job_name), ("--namespace", self.namespace)):
-            problem = dns1123_label_problem(value)
+        checked = (("JOB_NAME", self.job_name), ("--namespace", self.namespace), ("--task", self.task))
+        for source, value in checked:
+            problem = dns1123_label_problem(value) if value is not None else None
             if problem:
                 raise UserInputError(Problem(source, f"{value!r} {problem}"))
         if self.cluster is not None and dns1123_label_problem(self.cluster):
@@ -87,11 +93,15 @@ class LogQuery:
 
     def filter(self, since: str | None = None) -> str:
         """The Logging query; `since` (an RFC 3339 timestamp) replaces the lower bound when given."""
+        name = quote(self.job_name)
         terms = [
             f"resource.type={quote('k8s_container')}",
             f"resource.labels.namespace_name={quote(self.namespace)}",
-            f'labels."{JOB_NAME_POD_LABEL}"={quote(self.job_name)}',
         ]
+        if self.task is not None:
+            terms += [f'labels."{GROUP_POD_LABEL}"={name}', f'labels."{TASK_POD_LABEL}"={quote(self.task)}']
+        else:
+            terms.append(f'(labels."{JOB_NAME_POD_LABEL}"={name} OR labels."{GROUP_POD_LABEL}"={name})')
         if self.cluster is not None:
             terms.append(f"resource.labels.cluster_name={quote(self.cluster)}")
         if self.rank is not None:
@@ -298,12 +308,21 @@ def _innermost(exc: BaseException) -> BaseException:
     return exc
 
 
-def format_entry(entry: dict[str, Any]) -> str:
-    """One line for the terminal: time, severity, container and the message."""
+def task_of(entry: dict[str, Any]) -> str | None:
+    """The group task an entry's container belongs to, or None (a job's entry)."""
+    task = (entry.get("labels") or {}).get(TASK_POD_LABEL)
+    return task if isinstance(task, str) else None
+
+
+def format_entry(entry: dict[str, Any], *, task_prefix: bool = False) -> str:
+    """One line for the terminal: time, severity, container and the message; a group task's entry starts with
+    `[task]` when `task_prefix` (the tasks of a group interleaved)."""
     payload: Any = entry.get("textPayload")
     if payload is None:
         structured = entry.get("jsonPayload") or entry.get("protoPayload") or {}
         payload = structured.get("message", structured) if isinstance(structured, dict) else structured
     container = (entry.get("resource") or {}).get("labels", {}).get("container_name", "-")
     severity = entry.get("severity", "DEFAULT")
-    return f"{entry.get('timestamp', '?')} {severity:<7} [{container}] {str(payload).rstrip()}"
+    task = task_of(entry) if task_prefix else None
+    prefix = f"[{task}] " if task is not None else ""
+    return f"{prefix}{entry.get('timestamp', '?')} {severity:<7} [{container}] {str(payload).rstrip()}"

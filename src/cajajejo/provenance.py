@@ -3,8 +3,9 @@
 `provenance_for(config, helm_config)` finds the repository holding both files, refuses when it is
 dirty (tracked files changed, or either input untracked or different from HEAD) and returns the
 stamps: the HEAD SHA and the files' paths relative to the repository root, whatever the working
-directory. `allow_dirty=True` goes on anyway and stamps `<sha>-dirty` so the job never claims a
-commit it does not match.
+directory; `repository_stamps(paths)` does the same for any number of files (a group's).
+`allow_dirty=True` goes on anyway and stamps `<sha>-dirty` so the job never claims a commit it does
+not match.
 """
 
 from __future__ import annotations
@@ -103,17 +104,25 @@ def tree_state(repo: git.Repo, inputs: list[str], *, all_untracked: bool = False
 def provenance_for(config: Path, helm_config: Path | None = None, *, allow_dirty: bool = False) -> Provenance:
     """Stamps for a job rendered from `config` (and an evaluation's `helm_config`); refuses a dirty tree
     unless allowed."""
-    paths = [config] if helm_config is None else [config, helm_config]
+    version, repo_paths = repository_stamps(
+        [config] if helm_config is None else [config, helm_config], allow_dirty=allow_dirty
+    )
+    return Provenance(version, *repo_paths.values())
+
+
+def repository_stamps(paths: list[Path], *, allow_dirty: bool = False) -> tuple[str, dict[Path, str]]:
+    """The commit of the repository holding all `paths` (`<sha>-dirty` when allowed and dirty), and each
+    path's repository path (in the order given). Refuses a dirty tree unless `allow_dirty`: tracked files
+    changed anywhere, or any of `paths` untracked or different from HEAD."""
     for path in paths:
         if not path.is_file():
             raise UserInputError(Problem(str(path), "no such file"))
-    repo = open_repository(config)
-    inputs = [repository_path(repo, path) for path in paths]
-    state = tree_state(repo, inputs)
+    repo = open_repository(paths[0])
+    inputs = {path: repository_path(repo, path) for path in paths}
+    state = tree_state(repo, list(dict.fromkeys(inputs.values())))
     if state.dirty and not allow_dirty:
         raise DirtyRepositoryError(_dirty_message(state))
-    version = state.head_sha + (DIRTY_SUFFIX if state.dirty else "")
-    return Provenance(version, *inputs)
+    return state.head_sha + (DIRTY_SUFFIX if state.dirty else ""), inputs
 
 
 def require_clean_tree(path: Path, *, allow_dirty: bool = False, purpose: str) -> str:

@@ -27,6 +27,9 @@ ENV_JOB_NAME = "JOB_NAME"
 ENV_CONFIG_DIR = "CAJAJEJO_CONFIG_DIR"
 ENV_SCRATCH_DIR = "CAJAJEJO_SCRATCH_DIR"
 ENV_MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"
+# Comma-separated evaluator roles that watch a trainer's checkpoints (set by a job group): the trainer
+# registers them before its first checkpoint, so pruning waits for evaluators that start after it.
+ENV_CHECKPOINT_ROLES = "CAJAJEJO_CHECKPOINT_ROLES"
 
 RESERVED_ENV = frozenset(
     {
@@ -37,6 +40,7 @@ RESERVED_ENV = frozenset(
         ENV_CONFIG_DIR,
         ENV_SCRATCH_DIR,
         ENV_MLFLOW_TRACKING_URI,
+        ENV_CHECKPOINT_ROLES,
     }
 )
 

@@ -1,14 +1,17 @@
-"""Submitting jobs of every kind: git gate, render, optionally save the spec, send to the cluster.
+"""Submitting jobs of every kind, and job groups: git gate, render, optionally save the spec, send.
 
-The `cajajejo jobs evaluation|training submit-job` commands and the `invoke submit-evaluation-job` and
-`submit-training-job` tasks call the functions here, so the entry points cannot drift apart.
+The `cajajejo jobs evaluation|training submit-job` and `cajajejo groups submit` commands and the
+`invoke submit-evaluation-job`, `submit-training-job` and `submit-job-group` tasks call the functions
+here, so the entry points cannot drift apart.
 
 A job's name is never reused for other work. When a Job of the plan's name already exists, the
 backend says whether it is this same submission (same inputs and provenance: nothing changes, unless
 an interruption left it half-made, which is then finished) or not. If not, a name cajajejo generated
 during this submission is drawn again (a few times at most); a name the user chose (with `parse-job
 --job-name`, or fixed in a saved spec) is refused, since only the user can pick another. The same goes
-for a ConfigMap (or a training job's Service) of the job's name that is not the job's own.
+for a ConfigMap (or a training job's Service) of the job's name that is not the job's own. A group's
+name is always the user's (its header's, or `--group-name`), so a group whose Jobs' names are taken is
+refused.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic
 
 import yaml
+from typing_extensions import TypeVar
 
 from cajajejo.backends.kubernetes import (
     AppliedObject,
@@ -27,16 +31,19 @@ from cajajejo.backends.kubernetes import (
     ConfigMapTaken,
     JobNameTaken,
     KubernetesCluster,
+    PlanPartlyGone,
     SubmitOutcome,
     load_api_client,
 )
+from cajajejo.config.group_loader import load_group
 from cajajejo.config.loader import load_evaluation_config, load_training_config
 from cajajejo.config.run_specs import load_run_specs
 from cajajejo.config.source import read_text_file
 from cajajejo.errors import Problem, UserInputError, one_line
 from cajajejo.files import write_text_atomically
-from cajajejo.provenance import provenance_for
+from cajajejo.provenance import provenance_for, repository_stamps
 from cajajejo.render.evaluation import render_evaluation_plan
+from cajajejo.render.group import GroupPlan, GroupProvenance, render_group_plan
 from cajajejo.render.names import check_dns_label
 from cajajejo.render.plan import (
     LABEL_PREFIX,
@@ -52,9 +59,12 @@ from cajajejo.settings import Settings, load_settings
 GENERATED_NAME_ATTEMPTS = 3  # two generated names rarely meet; a few fresh draws settle it
 
 
+P = TypeVar("P", bound=Plan | GroupPlan, default=Plan)  # what was submitted: a job's plan, or a group's
+
+
 @dataclass(frozen=True)
-class Submission:
-    plan: Plan
+class Submission(Generic[P]):
+    plan: P  # a job's, or a group's
     applied: tuple[AppliedObject, ...]
     server: str
     dry_run: bool
@@ -94,14 +104,7 @@ def check_inputs(
     if (kind == "evaluation") != (helm_config is not None):
         raise ValueError(f"a {kind} job takes {'a' if kind == 'evaluation' else 'no'} HELM config")
     provenance = provenance_for(config, helm_config, allow_dirty=allow_dirty)
-    if config_version is not None and not _same_commit(provenance.config_version, config_version):
-        raise UserInputError(
-            Problem(
-                "--config-version",
-                f"{config_version!r} is not the checked-out commit {provenance.config_version}; "
-                "check out that commit or leave the option out",
-            )
-        )
+    _check_config_version(provenance.config_version, config_version)
     options = RenderOptions.from_settings(settings, namespace=namespace)
     if helm_config is None:
         training = load_training_config(config)
@@ -109,6 +112,18 @@ def check_inputs(
     evaluation = load_evaluation_config(config)
     renderer = functools.partial(render_evaluation_plan, evaluation, load_run_specs(helm_config))
     return CheckedInputs(evaluation.warnings, provenance, options, renderer)
+
+
+def _check_config_version(checked_out: str, wanted: str | None) -> None:
+    """`--config-version`, when given, must name the checked-out commit: it says which commit the user means."""
+    if wanted is not None and not _same_commit(checked_out, wanted):
+        raise UserInputError(
+            Problem(
+                "--config-version",
+                f"{wanted!r} is not the checked-out commit {checked_out}; "
+                "check out that commit or leave the option out",
+            )
+        )
 
 
 def _same_commit(stamped: str, given: str) -> bool:
@@ -142,7 +157,7 @@ def load_job_spec(
         raise UserInputError(
             Problem(source, f"was rendered from config version {stamped!r}, not {config_version!r}; render it again")
         )
-    problems = manifest_problems(documents, job_name=job_name, namespace=job_namespace)
+    problems = manifest_problems(documents, job_names=[job_name], namespace=job_namespace)
     if problems:
         raise UserInputError([Problem(source, problem) for problem in problems])
     return Plan(job_name, job_namespace, tuple(documents))
@@ -159,12 +174,12 @@ def connect(settings: Settings) -> KubernetesCluster:
     return KubernetesCluster(load_api_client(settings.get("kube_context")))
 
 
-def submit_evaluation_job(config: Path, helm_config: Path, **options: Any) -> Submission:
+def submit_evaluation_job(config: Path, helm_config: Path, **options: Any) -> Submission[Plan]:
     """`submit_job` of an evaluation job: its config and HELM run specs."""
     return submit_job(config, helm_config, kind="evaluation", **options)
 
 
-def submit_training_job(config: Path, **options: Any) -> Submission:
+def submit_training_job(config: Path, **options: Any) -> Submission[Plan]:
     """`submit_job` of a training job: its config."""
     return submit_job(config, kind="training", **options)
 
@@ -180,7 +195,7 @@ def submit_job(
     dry_run: bool = False,
     config_version: str | None = None,
     settings: Settings | None = None,
-) -> Submission:
+) -> Submission[Plan]:
     """Git gate, render, save the spec when asked (before sending, so it exists even if sending fails), send.
 
     The job's name is generated here, so a name that turns out to be taken is drawn again.
@@ -231,7 +246,7 @@ def submit_job_spec(
     namespace: str | None = None,
     dry_run: bool = False,
     settings: Settings | None = None,
-) -> Submission:
+) -> Submission[Plan]:
     """Send a saved spec. Its name was fixed when it was rendered, so a name taken by another job is refused."""
     settings = settings or load_settings()
     plan = load_job_spec(spec_path, config_version=config_version, namespace=namespace)
@@ -241,6 +256,56 @@ def submit_job_spec(
     except (JobNameTaken, ConfigMapTaken) as taken:
         raise UserInputError(Problem(str(spec_path), f"{taken}; {_another_name(taken)}")) from None
     return _submission(plan, outcome, cluster, dry_run)
+
+
+def submit_group(
+    group_file: Path,
+    *,
+    spec_output_path: Path | None = None,
+    allow_dirty: bool = False,
+    namespace: str | None = None,
+    dry_run: bool = False,
+    config_version: str | None = None,
+    group_name: str | None = None,
+    settings: Settings | None = None,
+) -> Submission[GroupPlan]:
+    """Check the group and the git tree (every file the group names must be committed), render it stamped with
+    the commit, save the spec when asked, and submit all its objects at once, all or nothing."""
+    settings = settings or load_settings()
+    group = load_group(group_file)
+    version, repo_paths = repository_stamps([Path(path) for path in group.files], allow_dirty=allow_dirty)
+    _check_config_version(version, config_version)
+    provenance = GroupProvenance(version, {path: repo_paths[Path(path)] for path in group.files})
+    options = RenderOptions.from_settings(settings, namespace=namespace)
+    plan = render_group_plan(group, provenance, options, group_name=group_name)
+    if spec_output_path is not None:
+        write_text_atomically(spec_output_path, plan.to_yaml())
+    cluster = connect(settings)
+    # A claim the group only mounts must be there: the pods would wait for it, Pending, without an error.
+    missing = cluster.missing("PersistentVolumeClaim", group.existing_volumes, plan.namespace)
+    if missing:
+        raise UserInputError(
+            Problem(
+                str(group_file),
+                f"existing volume {', '.join(missing)} is not in namespace {plan.namespace}: make it first, or list "
+                "it in the header's volumes so that the group makes it",
+            )
+        )
+    try:
+        outcome = cluster.submit(plan.documents, dry_run=dry_run)
+    except (JobNameTaken, ConfigMapTaken, PlanPartlyGone) as taken:
+        raise UserInputError(Problem(str(group_file), f"{taken}; {_group_advice(taken, plan)}")) from None
+    return _submission(plan, outcome, cluster, dry_run, group.warnings)
+
+
+def _group_advice(taken: JobNameTaken | ConfigMapTaken | PlanPartlyGone, plan: GroupPlan) -> str:
+    """What to do when a group's names are taken: its name is always the user's choice."""
+    if isinstance(taken, ConfigMapTaken) and taken.kind == "PersistentVolumeClaim":
+        return "rename the volume in the group file, or name it in existing_volumes to mount it as it is"
+    advice = "submit it under another name (--group-name)"
+    if isinstance(taken, JobNameTaken) and not taken.made_by_cajajejo:
+        return advice
+    return f"{advice}, or delete group {plan.group_name} first (cajajejo groups delete {plan.group_name})"
 
 
 def _another_name(taken: JobNameTaken | ConfigMapTaken) -> str:
@@ -253,8 +318,12 @@ def _another_name(taken: JobNameTaken | ConfigMapTaken) -> str:
 
 
 def _submission(
-    plan: Plan, outcome: SubmitOutcome, cluster: KubernetesCluster, dry_run: bool, warnings: tuple[Problem, ...] = ()
-) -> Submission:
+    plan: P,
+    outcome: SubmitOutcome,
+    cluster: KubernetesCluster,
+    dry_run: bool,
+    warnings: tuple[Problem, ...] = (),
+) -> Submission[P]:
     return Submission(
         plan,
         outcome.objects,
@@ -266,25 +335,34 @@ def _submission(
     )
 
 
-def describe(submission: Submission) -> list[str]:
+def describe(submission: Submission[Any]) -> list[str]:
     """What to tell the user after a submission: what went where, and how to follow it."""
     plan = submission.plan
     where = f"namespace {plan.namespace} at {submission.server}"
     if submission.already_submitted:
-        lines = [f"job {plan.job_name} already submitted (same inputs and commit): nothing changed in {where}"]
+        lines = [f"{plan.title} already submitted (same inputs and commit): nothing changed in {where}"]
     elif submission.finished_interrupted:
         if submission.dry_run:
-            first = f"job {plan.job_name} was left half-made by an interrupted submission; submitting it again "
+            first = f"{plan.title} was left half-made by an interrupted submission; submitting it again "
             lines = [first + f"finishes it (dry run, nothing changed): {where}"]
         else:
-            lines = [f"finished an interrupted submission of job {plan.job_name}: {where}"]
+            lines = [f"finished an interrupted submission of {plan.title}: {where}"]
         lines += [f"  {obj.kind} {obj.name}" for obj in submission.applied]
     else:
         verb = "validated by the cluster (dry run, nothing created)" if submission.dry_run else "submitted"
-        lines = [f"job {plan.job_name} {verb}: {where}"]
+        lines = [f"{plan.title} {verb}: {where}"]
         lines += [f"  {obj.kind} {obj.name}" for obj in submission.applied]
     if not submission.dry_run or submission.already_submitted:
-        lines.append(f"follow its logs:  cajajejo logs {plan.job_name} --namespace {plan.namespace} --follow")
-        lines.append(f"   or:            invoke get-job-logs {plan.job_name}")
-        lines.append(f"see its state:    cajajejo jobs status {plan.job_name} --namespace {plan.namespace}")
+        lines += _how_to_follow(plan)
     return lines
+
+
+def _how_to_follow(plan: Plan | GroupPlan) -> list[str]:
+    if isinstance(plan, GroupPlan):
+        name, status = plan.group_name, "cajajejo groups status"
+        logs = [f"follow its logs:  cajajejo logs {name} --namespace {plan.namespace} --follow [--task TASK]"]
+    else:
+        name, status = plan.job_name, "cajajejo jobs status"
+        logs = [f"follow its logs:  cajajejo logs {name} --namespace {plan.namespace} --follow"]
+    logs.append(f"   or:            invoke get-job-logs {name}")
+    return [*logs, f"see its state:    {status} {name} --namespace {plan.namespace}"]

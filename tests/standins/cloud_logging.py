@@ -1,8 +1,9 @@
 """A stand-in for Cloud Logging's `POST /v2/entries:list`, enough for the real google-cloud-logging client.
 
-It parses the filter it receives (terms joined by AND; quoted strings with backslash escapes) and
-applies the terms cajajejo relies on: resource type, namespace, cluster, the job-name pod label and
-the timestamp bound. A term it does not understand is a 400, as an unexpected term would be a bug.
+It parses the filter it receives (terms joined by AND, and parenthesised alternatives joined by OR;
+quoted strings with backslash escapes) and applies the terms cajajejo relies on: resource type,
+namespace, cluster, the job-name, group and task pod labels and the timestamp bound. A term it does
+not understand is a 400, as an unexpected term would be a bug.
 Pages are `pageSize` entries long. Requests are numbered from 1: `fail` makes chosen ones answer with
 an error status, `drop` makes them break the connection (before the answer or in the middle of its
 body), and `hold` makes them wait until `release` is set, for a fetch caught in the middle.
@@ -35,6 +36,8 @@ _FIELDS = {
         "labels",
         "k8s-pod/batch_kubernetes_io/job-completion-index",
     ),
+    'labels."k8s-pod/cajajejo/group"': ("labels", "k8s-pod/cajajejo/group"),
+    'labels."k8s-pod/cajajejo/task"': ("labels", "k8s-pod/cajajejo/task"),
 }
 
 
@@ -47,31 +50,56 @@ class Term:
     field: str
     op: str
     value: str
+    alternatives: tuple[Term, ...] = ()  # `(a OR b)`: the term holds when one of these does
 
 
 def parse_filter(text: str) -> list[Term]:
-    """Split a filter into `field op "value"` terms joined by AND (outside quotes)."""
+    """Split a filter into `field op "value"` terms joined by AND (outside quotes); a term may be a
+    parenthesised group of such terms joined by OR."""
     terms: list[Term] = []
     position = 0
     while True:
-        field_end = position
-        while field_end < len(text) and text[field_end] not in "=<>!:":
-            field_end += 1 if text[field_end] != '"' else _quoted_end(text, field_end) - field_end
-        field = text[position:field_end].strip()
-        op = ">=" if text.startswith(">=", field_end) else text[field_end : field_end + 1]
-        if op not in ("=", ">=", ">"):
-            raise FilterError(f"unsupported operator near {text[field_end : field_end + 10]!r}")
-        value_start = field_end + len(op)
-        if not text.startswith('"', value_start):
-            raise FilterError(f"value of {field} is not a quoted string")
-        value_end = _quoted_end(text, value_start)
-        terms.append(Term(field, op, _unquote(text[value_start:value_end])))
-        rest = text[value_end:]
+        if text.startswith("(", position):
+            alternatives, position = _alternatives(text, position + 1)
+            terms.append(Term("(OR)", "=", "", alternatives))
+        else:
+            term, position = _term(text, position)
+            terms.append(term)
+        rest = text[position:]
         if not rest:
             return terms
         if not rest.startswith(" AND "):
             raise FilterError(f"expected AND after term {len(terms)}, found {rest[:10]!r}")
-        position = value_end + len(" AND ")
+        position += len(" AND ")
+
+
+def _alternatives(text: str, position: int) -> tuple[tuple[Term, ...], int]:
+    """The terms of `a OR b OR ...)` from `position`, and the position after the closing parenthesis."""
+    found = []
+    while True:
+        term, end = _term(text, position)
+        found.append(term)
+        if text.startswith(")", end):
+            return tuple(found), end + 1
+        if not text.startswith(" OR ", end):
+            raise FilterError(f"expected OR or ) after {term.field}, found {text[end : end + 10]!r}")
+        position = end + len(" OR ")
+
+
+def _term(text: str, position: int) -> tuple[Term, int]:
+    """One `field op "value"` term from `position`, and where its value ends."""
+    field_end = position
+    while field_end < len(text) and text[field_end] not in "=<>!:":
+        field_end += 1 if text[field_end] != '"' else _quoted_end(text, field_end) - field_end
+    field = text[position:field_end].strip()
+    op = ">=" if text.startswith(">=", field_end) else text[field_end : field_end + 1]
+    if op not in ("=", ">=", ">"):
+        raise FilterError(f"unsupported operator near {text[field_end : field_end + 10]!r}")
+    value_start = field_end + len(op)
+    if not text.startswith('"', value_start):
+        raise FilterError(f"value of {field} is not a quoted string")
+    value_end = _quoted_end(text, value_start)
+    return Term(field, op, _unquote(text[value_start:value_end])), value_end
 
 
 def _quoted_end(text: str, start: int) -> int:
@@ -168,22 +196,24 @@ class CloudLoggingStandin:
         return self._page(terms, int(body.get("pageSize") or 1000), int(body.get("pageToken") or 0))
 
     def _page(self, terms: list[Term], size: int, start: int) -> tuple[int, dict[str, str], bytes]:
-        checks: list[tuple[tuple[str, ...], str]] = []
+        checks: list[list[tuple[tuple[str, ...], str]]] = []  # each holds when one of its (field, value) does
         for term in terms:
             if term.field == "timestamp":
                 bound = _normalise(term.value)
                 find = bisect.bisect_left if term.op == ">=" else bisect.bisect_right
                 start = max(start, find(self._timestamps, bound))
-            elif term.field in _FIELDS and term.op == "=":
-                checks.append((_FIELDS[term.field], term.value))
-            else:
-                message = f"unexpected term {term.field} {term.op}"
+                continue
+            alternatives = term.alternatives or (term,)
+            unknown = [t for t in alternatives if t.field not in _FIELDS or t.op != "="]
+            if unknown:
+                message = f"unexpected term {unknown[0].field} {unknown[0].op}"
                 return json_response(400, {"error": {"code": 400, "message": message}})
+            checks.append([(_FIELDS[t.field], t.value) for t in alternatives])
         page: list[bytes] = []
         index = start
         while index < len(self.entries) and len(page) < size:
             entry = self.entries[index]
-            if all(_lookup(entry, path) == value for path, value in checks):
+            if all(any(_lookup(entry, path) == value for path, value in check) for check in checks):
                 page.append(self._encoded[index])
             index += 1
         body = b'{"entries": [' + b",".join(page) + b"]"
@@ -208,12 +238,20 @@ def make_entry(
     cluster: str = "test-cluster",
     text: str | None = None,
     rank: int | None = None,
+    group: str | None = None,
+    task: str | None = None,
+    container: str = "eval",
 ) -> dict[str, Any]:
-    """One k8s_container entry as Cloud Logging returns it."""
+    """One k8s_container entry as Cloud Logging returns it; with `group` and `task`, of a group's task (whose
+    Job is `job`)."""
     moment = start + index * step
     labels = {"k8s-pod/job-name": job, "compute.googleapis.com/resource_name": "node-1"}
     if rank is not None:  # a pod of an Indexed Job
         labels["k8s-pod/batch_kubernetes_io/job-completion-index"] = str(rank)
+    if group is not None:
+        labels["k8s-pod/cajajejo/group"] = group
+    if task is not None:
+        labels["k8s-pod/cajajejo/task"] = task
     return {
         "insertId": f"{job}-{index:08d}",
         "logName": f"projects/test-project/logs/{namespace}",
@@ -224,7 +262,7 @@ def make_entry(
                 "cluster_name": cluster,
                 "namespace_name": namespace,
                 "pod_name": f"{job}-abcde",
-                "container_name": "eval",
+                "container_name": container,
                 "location": "europe-west4",
             },
         },

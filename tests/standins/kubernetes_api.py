@@ -45,6 +45,11 @@ _ROUTES = [
     (re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/configmaps(?:/(?P<name>[^/]+))?"), "ConfigMap", "v1"),
     (re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/pods(?:/(?P<name>[^/]+))?"), "Pod", "v1"),
     (re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/services(?:/(?P<name>[^/]+))?"), "Service", "v1"),
+    (
+        re.compile(r"/api/v1/namespaces/(?P<ns>[^/]+)/persistentvolumeclaims(?:/(?P<name>[^/]+))?"),
+        "PersistentVolumeClaim",
+        "v1",
+    ),
     (re.compile(r"/apis/storage.k8s.io/v1/storageclasses(?:/(?P<name>[^/]+))?"), "StorageClass", "storage.k8s.io/v1"),
 ]
 _PLURAL = {
@@ -53,6 +58,7 @@ _PLURAL = {
     "Pod": "pods",
     "Service": "services",
     "StorageClass": "storageclasses.storage.k8s.io",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
 }
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 MERGE_PATCH_CONTENT_TYPE = "application/merge-patch+json"
@@ -331,7 +337,8 @@ class KubernetesApiStandin:
         if request.query.get("dryRun") != "All" and options.get("dryRun") != ["All"]:
             del self.objects[key]
             self.owners.pop(key, None)
-        if kind in ("StorageClass", "Service"):  # their registries return the deleted object, as the client expects
+        # Their registries return the deleted object, as the client expects.
+        if kind in ("StorageClass", "Service", "PersistentVolumeClaim"):
             return json_response(200, stored)
         return _status(200, "", "deleted", status="Success")
 

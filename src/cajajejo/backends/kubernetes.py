@@ -1,29 +1,33 @@
 """Send a plan to a Kubernetes cluster, and look after the jobs cajajejo made there.
 
-A submission is all or nothing, and never changes a job that is not its own:
+A plan holds one Job (a job) or several (a group's tasks), and what they need. A submission is all or
+nothing, and never changes a job that is not its own:
 
-1. The Job's name is looked up. A Job of that name stamped with the same provenance (the labels and
+1. The Jobs' names are looked up. A Job of that name stamped with the same provenance (the labels and
    annotations cajajejo puts on it: commit, input paths, inputs hash, tool version) is this very
    submission, made before: nothing is sent again, unless an interruption between create and resume
-   left it half-made (still suspended, or without its ConfigMap); then what is missing is made and
-   the Job resumed, as in 3. Any other Job of that name is left alone and `JobNameTaken` is raised;
-   the caller decides whether to try another name.
+   left it half-made (a Job still suspended or not made yet, an object it owns missing); then what is
+   missing is made and the Jobs resumed, as in 3. Any other Job of that name is left alone and
+   `JobNameTaken` is raised; the caller decides whether to try another name.
 2. Every object is sent with `dryRun=All`: the server runs all its checks on each one (schema,
    admission policies and webhooks, quotas, whether the namespace exists) and stores nothing.
-3. The objects are made. The Job comes first, suspended, and by a create (POST), because a create is
+3. The objects are made. The Jobs come first, suspended, and by a create (POST), because a create is
    the only write that fails when the name is taken: two submissions of one name cannot both think
-   they made the Job, and an apply would have taken the other one over. Its ConfigMap (owned by the
-   Job through an ownerReference) is created the same way: an apply would merge into a ConfigMap of
-   that name that someone else made, and with the ownerReference the garbage collector would delete
-   that one with the Job. Such a ConfigMap refuses the submission (`ConfigMapTaken`). A StorageClass
-   is cluster-scoped and may be shared by several jobs: it goes by server-side apply under the field
-   manager `cajajejo`. Last, the Job is resumed: its pod never starts before the ConfigMap it mounts
-   exists.
+   they made the Job, and an apply would have taken the other one over. What the Jobs own, through an
+   ownerReference, is created the same way: a ConfigMap is owned by the Job of its name, and a Service
+   by the Job of its name or, for a group's Service, by every Job of the group (Kubernetes deletes it
+   when the last of them goes). An apply would merge into an object of that name that someone else
+   made, and the garbage collector would then delete that one with the Job: such an object refuses the
+   submission (`ConfigMapTaken`). A group's PersistentVolumeClaims are created too, owned by no Job, so
+   that its checkpoints outlive the Jobs; one of that name made for the same group (by an earlier run)
+   is used as it is. A StorageClass is cluster-scoped and may be shared by several jobs: it goes by
+   server-side apply under the field manager `cajajejo`. Last, the Jobs are resumed: no pod starts
+   before what it mounts exists.
 4. When a step of 3 fails or is interrupted (Ctrl-C, SIGTERM, SIGHUP), what this submission created
    is deleted again, newest first, each delete bound to the uid it was created with; objects that
-   existed before (a shared StorageClass) are kept.
+   existed before (a shared StorageClass, a kept volume) are kept.
 
-When the Job is deleted (by hand or by `ttlSecondsAfterFinished`) Kubernetes deletes its ConfigMap too.
+When a Job is deleted (by hand or by `ttlSecondsAfterFinished`) Kubernetes deletes its ConfigMap too.
 The official `kubernetes` client is imported when a cluster is first needed, never at CLI start-up.
 """
 
@@ -37,10 +41,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cajajejo.errors import MAX_LINE, CajajejoError, one_line, shortened
-from cajajejo.render.plan import LABEL_JOB_KIND, LABEL_JOB_NAME, LABEL_MANAGED_BY, LABEL_PREFIX
+from cajajejo.render.plan import (
+    LABEL_GROUP,
+    LABEL_JOB_KIND,
+    LABEL_JOB_NAME,
+    LABEL_MANAGED_BY,
+    LABEL_PREFIX,
+    LABEL_TASK,
+)
 
 if TYPE_CHECKING:
-    from kubernetes.client import ApiClient, V1ConfigMap, V1Job, V1Service
+    from kubernetes.client import ApiClient, V1ConfigMap, V1Job, V1PersistentVolumeClaim, V1Service
 
 FIELD_MANAGER = "cajajejo"
 COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # on pods of an Indexed Job (1.28+)
@@ -50,12 +61,14 @@ MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={LABEL_PREFIX}"
 _LOGIN_HINT = "log in again (invoke authenticate-kubectl) or check KUBECONFIG"
 
 
-# The order objects are made in: the Job claims the name (suspended, it needs nothing yet), then what
-# its pods need from outside its namespace, then what it owns.
-_SUBMISSION_ORDER = ("Job", "StorageClass", "ConfigMap", "Service")
-_OWNED_BY_THE_JOB = frozenset({"ConfigMap", "Service"})
+# The order objects are made in: the Jobs claim the names (suspended, they need nothing yet), then what
+# their pods need from outside their namespace, then the volumes, then what they own.
+_SUBMISSION_ORDER = ("Job", "StorageClass", "PersistentVolumeClaim", "ConfigMap", "Service")
+_OWNED_BY_JOBS = frozenset({"ConfigMap", "Service"})
 # Made by a create, which fails when the name is taken; the rest (a StorageClass) by server-side apply.
-_CREATED = frozenset({"Job", "ConfigMap", "Service"})
+_CREATED = frozenset({"Job", "PersistentVolumeClaim", "ConfigMap", "Service"})
+# What a group is deleted in: its Jobs first (their pods stop), then what they own, last the volumes.
+_DELETION_ORDER = ("Job", "ConfigMap", "Service", "PersistentVolumeClaim")
 
 
 class ClusterError(CajajejoError):
@@ -69,6 +82,7 @@ _STAMP_MEANINGS = {
     f"{LABEL_PREFIX}/config-version": "another commit",
     f"{LABEL_PREFIX}/config-path": "other input paths",
     f"{LABEL_PREFIX}/helm-config-path": "other input paths",
+    f"{LABEL_PREFIX}/group-path": "other input paths",
     f"{LABEL_PREFIX}/version": "another cajajejo version",
 }
 
@@ -90,15 +104,29 @@ class JobNameTaken(ClusterError):
 
 
 class ConfigMapTaken(ClusterError):
-    """An object of the name the Job's own ConfigMap (or Service) needs exists and is not the Job's; it was
-    left as it is."""
+    """An object of the name the Job's own ConfigMap (or Service, or a group's volume) needs exists and is not
+    the Job's; it was left as it is."""
 
     def __init__(self, name: str, namespace: str, outcome: str, kind: str = "ConfigMap") -> None:
         self.name = name
         self.namespace = namespace
         self.kind = kind
-        taken = f"{kind} {name} already exists in namespace {namespace} and is not this job's"
+        whose = "made for this group" if kind == "PersistentVolumeClaim" else "this job's"
+        taken = f"{kind} {name} already exists in namespace {namespace} and is not {whose}"
         super().__init__(_noted(taken, outcome) if outcome else taken)
+
+
+class PlanPartlyGone(ClusterError):
+    """Some Jobs of this same plan exist and have run, others are gone (finished and deleted): the plan ran
+    before. Making the missing ones again would run those tasks twice; nothing was changed."""
+
+    def __init__(self, missing: list[str], namespace: str) -> None:
+        self.missing = missing
+        self.namespace = namespace
+        super().__init__(
+            f"job {', '.join(missing)} of this same submission is gone from namespace {namespace} (finished and "
+            "deleted) while its other jobs are there: it ran before"
+        )
 
 
 class _AlreadyExists(Exception):
@@ -139,6 +167,7 @@ class PodSummary:
     phase: str
     reason: str | None  # e.g. ImagePullBackOff while a container waits
     rank: str | None = None  # an Indexed Job's pod index: a training job's node rank
+    job_name: str | None = None  # the Job it belongs to
 
 
 @dataclass(frozen=True)
@@ -152,8 +181,9 @@ class JobSummary:
     created: str | None
     config_version: str | None
     pods: tuple[PodSummary, ...] = ()
-    kind: str = "-"  # evaluation, training: the job-kind label
+    kind: str = "-"  # evaluation, training, command: the job-kind label
     completions: int = 1  # pods the Job needs to succeed (a training job's nnodes)
+    task: str | None = None  # the task it runs, in a group
 
 
 def load_api_client(context: str | None = None) -> ApiClient:
@@ -188,11 +218,13 @@ class KubernetesCluster:
             "Job": self._batch.create_namespaced_job_with_http_info,
             "ConfigMap": self._core.create_namespaced_config_map_with_http_info,
             "Service": self._core.create_namespaced_service_with_http_info,
+            "PersistentVolumeClaim": self._core.create_namespaced_persistent_volume_claim_with_http_info,
         }
         self._readers: dict[str, Callable[..., Any]] = {
             "Job": self._batch.read_namespaced_job,
             "ConfigMap": self._core.read_namespaced_config_map,
             "Service": self._core.read_namespaced_service,
+            "PersistentVolumeClaim": self._core.read_namespaced_persistent_volume_claim,
         }
         # kind -> (call, whether it takes a namespace)
         self._appliers: dict[str, tuple[Callable[..., Any], bool]] = {
@@ -203,6 +235,7 @@ class KubernetesCluster:
             "StorageClass": (self._storage.delete_storage_class, False),
             "ConfigMap": (self._core.delete_namespaced_config_map, True),
             "Service": (self._core.delete_namespaced_service, True),
+            "PersistentVolumeClaim": (self._core.delete_namespaced_persistent_volume_claim, True),
         }
 
     @property
@@ -213,67 +246,80 @@ class KubernetesCluster:
         self, documents: Sequence[dict[str, Any]], *, dry_run: bool = False, finish_interrupted: bool = True
     ) -> SubmitOutcome:
         """Submit a plan's objects all or nothing (the steps are in the module docstring); with
-        `dry_run`, stop after the server has validated them. With `finish_interrupted` False, a Job of
-        the plan's name with the same stamps is only reported, even half-made: a name drawn just now
-        names no earlier run of this submission. Raises JobNameTaken and ConfigMapTaken."""
+        `dry_run`, stop after the server has validated them. With `finish_interrupted` False, Jobs of
+        the plan's names with the same stamps are only reported, even half-made: a name drawn just now
+        names no earlier run of this submission. Raises JobNameTaken, ConfigMapTaken and PlanPartlyGone."""
         from cajajejo.termination import exit_cleanly_on_termination
 
-        job, others = _in_submission_order(documents)
-        suspended = _model({**job, "spec": {**job["spec"], "suspend": True}})
+        jobs, others = _in_submission_order(documents)
+        suspended = [_model({**job, "spec": {**job["spec"], "suspend": True}}) for job in jobs]
         for document in others:  # what the client cannot send is refused before any request
             if document["kind"] in _CREATED:
                 _model(document)
         # Left to its default, SIGTERM ends the process on the spot, between create and resume too; as an
         # exception it rolls back like Ctrl-C.
         with exit_cleanly_on_termination():
-            existing = self._read("Job", _name(job), suspended.namespace)
-            if existing is None:
+            existing = self._read_jobs(jobs)
+            if not any(existing):
                 try:
                     validated = self._validate(suspended, others)
-                    return SubmitOutcome(tuple(validated if dry_run else self._make(job, suspended, others)))
-                except _AlreadyExists:  # the Job's: another submission took the name after the look-up
-                    existing = self._read("Job", _name(job), suspended.namespace)
-                    if existing is None:  # made and deleted again within the last moment
-                        raise ClusterError(f"job {_name(job)} came and went while submitting; submit again") from None
-            return self._resubmission(job, others, existing, dry_run=dry_run, finish=finish_interrupted)
+                    return SubmitOutcome(tuple(validated if dry_run else self._make(jobs, suspended, others)))
+                except _AlreadyExists:  # a Job's: another submission took the name after the look-up
+                    existing = self._read_jobs(jobs)
+                    if not any(existing):  # made and deleted again within the last moment
+                        names = ", ".join(_name(job) for job in jobs)
+                        raise ClusterError(f"job {names} came and went while submitting; submit again") from None
+            return self._resubmission(jobs, suspended, others, existing, dry_run=dry_run, finish=finish_interrupted)
 
-    def _validate(self, suspended: _Model, others: list[dict[str, Any]]) -> list[AppliedObject]:
+    def _read_jobs(self, jobs: list[dict[str, Any]]) -> list[Any | None]:
+        return [self._read("Job", _name(job), str(job["metadata"]["namespace"])) for job in jobs]
+
+    def _validate(self, suspended: list[_Model], others: list[dict[str, Any]]) -> list[AppliedObject]:
         """Send every object with dryRun=All, as step 3 will send it: the server checks all, stores nothing."""
         try:
-            checked_job = self._create(suspended, dry_run=True)
-            return [checked_job] + [self._send(doc, checked_job, dry_run=True)[0] for doc in others]
+            checked_jobs = [self._create(job, dry_run=True) for job in suspended]
+            return checked_jobs + [self._send(doc, checked_jobs, dry_run=True)[0] for doc in others]
         except _ForeignConfigMap as foreign:
             raise foreign.refusal("nothing was created") from None
         except ClusterError as exc:
             raise ClusterError(_noted(exc, "nothing was created (refused in the server's dry run)")) from exc.__cause__
 
-    def _make(self, job: dict[str, Any], suspended: _Model, others: list[dict[str, Any]]) -> list[AppliedObject]:
-        """Create the Job suspended, then the rest as `_complete` does."""
+    def _make(
+        self, jobs: list[dict[str, Any]], suspended: list[_Model], others: list[dict[str, Any]]
+    ) -> list[AppliedObject]:
+        """Create the Jobs suspended, then the rest as `_complete` does."""
+        made: list[AppliedObject] = []
         try:
-            made_job = self._create(suspended, dry_run=False)
+            for job in suspended:
+                made.append(self._create(job, dry_run=False))
         except ClusterError as exc:
-            raise ClusterError(_noted(exc, "nothing was created")) from exc.__cause__
-        return self._complete(job, made_job, others, [made_job], dry_run=False)
+            note = self._roll_back(made)[0] if made else "nothing was created"
+            raise ClusterError(_noted(exc, note)) from exc.__cause__
+        except BaseException:  # a name taken meanwhile (_AlreadyExists), Ctrl-C, SIGTERM: no Job left behind
+            self._roll_back(made)
+            raise
+        return self._complete(jobs, made, others, list(made), dry_run=False)
 
     def _complete(
         self,
-        job: dict[str, Any],
-        made: AppliedObject,
+        jobs: list[dict[str, Any]],
+        made: list[AppliedObject],
         others: list[dict[str, Any]],
         created: list[AppliedObject],
         *,
         dry_run: bool,
     ) -> list[AppliedObject]:
-        """Send `others` beside the Job `made`, then resume it; if a step fails, delete `created` and what
-        was created here. Returns what was sent."""
-        sent = [made]
+        """Send `others` beside the Jobs `made` (in the order of `jobs`), then resume them; if a step fails,
+        delete `created` and what was created here. Returns what was sent."""
+        sent = list(made)
         try:
             for document in others:
                 applied, was_created = self._send(document, made, dry_run=dry_run)
                 sent.append(applied)
                 if was_created and not dry_run:
                     created.append(applied)
-            self._resume(job, made, dry_run=dry_run)
+            for job, made_job in zip(jobs, made, strict=True):
+                self._resume(job, made_job, dry_run=dry_run)
         except _ForeignConfigMap as foreign:
             note, complete = self._roll_back(created)
             if complete:  # as if the name had been taken from the start: a generated one is drawn again
@@ -287,35 +333,62 @@ class KubernetesCluster:
         return sent
 
     def _resubmission(
-        self, job: dict[str, Any], others: list[dict[str, Any]], existing: Any, *, dry_run: bool, finish: bool
+        self,
+        jobs: list[dict[str, Any]],
+        suspended: list[_Model],
+        others: list[dict[str, Any]],
+        existing: list[Any | None],
+        *,
+        dry_run: bool,
+        finish: bool,
     ) -> SubmitOutcome:
-        """A Job of the plan's name exists: this same submission made before (finished here if it was
-        left half-made), or someone else's (refused)."""
-        made = _same_submission(job, existing)
+        """Jobs of the plan's names exist: this same submission made before (finished here if it was left
+        half-made), or someone else's (refused)."""
+        found = {_name(job): _same_submission(job, there) for job, there in zip(jobs, existing, strict=True) if there}
         if not finish:
-            return SubmitOutcome((made,), already_submitted=True)
-        owned = [doc for doc in others if doc["kind"] in _OWNED_BY_THE_JOB]
-        missing = [doc for doc in owned if not self._has_its_own(doc, made)]
+            return SubmitOutcome(tuple(found.values()), already_submitted=True)
+        missing = [i for i, there in enumerate(existing) if there is None]
         # A plan may ask for a suspended Job itself; only a suspend that the plan lacks is ours to undo.
-        left_suspended = bool(existing.spec and existing.spec.suspend) and not job["spec"].get("suspend")
-        if not missing and not left_suspended:
-            return SubmitOutcome((made,), already_submitted=True)
-        # The StorageClass is applied again as well: the interruption may have come before it was.
-        todo = [doc for doc in others if doc["kind"] not in _OWNED_BY_THE_JOB or doc in missing]
-        sent = self._complete(job, made, todo, [], dry_run=dry_run)
+        left_suspended = [
+            bool(there.spec and there.spec.suspend) and not job["spec"].get("suspend")
+            for job, there in zip(jobs, existing, strict=True)
+            if there is not None
+        ]
+        if missing and not all(left_suspended):  # some ran: the plan was submitted whole, and some went since
+            raise PlanPartlyGone([_name(jobs[i]) for i in missing], str(jobs[0]["metadata"]["namespace"]))
+        created: list[AppliedObject] = []
+        made: list[AppliedObject] = []
+        try:
+            for i, job in enumerate(jobs):
+                if i in missing:  # the interruption came between the creates of the Jobs
+                    made.append(self._create(suspended[i], dry_run=dry_run))
+                    created += [] if dry_run else [made[-1]]
+                else:
+                    made.append(found[_name(job)])
+        except BaseException:
+            self._roll_back(created)
+            raise
+        owned = [doc for doc in others if doc["kind"] in _OWNED_BY_JOBS]
+        lacking = [doc for doc in owned if not self._has_its_own(doc, made)]
+        if not missing and not lacking and not any(left_suspended):
+            return SubmitOutcome(tuple(made), already_submitted=True)
+        # The rest (a StorageClass, the volumes) is sent again as well: the interruption may have come before.
+        todo = [doc for doc in others if doc["kind"] not in _OWNED_BY_JOBS or doc in lacking]
+        sent = self._complete(jobs, made, todo, created, dry_run=dry_run)
         return SubmitOutcome(tuple(sent), finished_interrupted=True)
 
-    def _has_its_own(self, document: dict[str, Any], job: AppliedObject) -> bool:
-        """Whether the Job `job` has `document` (its ConfigMap) already; raises ConfigMapTaken when another
-        object holds that name, since the Job would mount that one."""
+    def _has_its_own(self, document: dict[str, Any], jobs: list[AppliedObject]) -> bool:
+        """Whether the Jobs have `document` (a ConfigMap or Service they own) already; raises ConfigMapTaken when
+        another object holds that name, since the Jobs would use that one."""
         name, namespace = _name(document), str(document["metadata"]["namespace"])
         existing = self._read(document["kind"], name, namespace)
         if existing is None:
             return False
-        if _is_own(existing, _for(document, job)):
+        if _is_own(existing, _for(document, jobs)):
             return True
+        owner = ", ".join(job.name for job in _owners(document, jobs))
         raise ConfigMapTaken(
-            name, namespace, f"cannot finish the interrupted submission of job {job.name}", document["kind"]
+            name, namespace, f"cannot finish the interrupted submission of job {owner}", document["kind"]
         )
 
     def _create(self, obj: _Model, *, dry_run: bool) -> AppliedObject:
@@ -336,10 +409,12 @@ class KubernetesCluster:
                 raise
         return AppliedObject(obj.kind, obj.name, obj.namespace, _uid(result))
 
-    def _send(self, document: dict[str, Any], job: AppliedObject, *, dry_run: bool) -> tuple[AppliedObject, bool]:
-        """Make one of the plan's other objects beside the Job `job`; also says whether this request created
+    def _send(
+        self, document: dict[str, Any], jobs: list[AppliedObject], *, dry_run: bool
+    ) -> tuple[AppliedObject, bool]:
+        """Make one of the plan's other objects beside the Jobs `jobs`; also says whether this request created
         it. Raises _ForeignConfigMap when the name of one that is created is taken by another object."""
-        document = _for(document, job)
+        document = _for(document, jobs)
         if document["kind"] not in _CREATED:
             return self._apply(document, dry_run=dry_run)
         try:
@@ -347,8 +422,9 @@ class KubernetesCluster:
         except _AlreadyExists:
             kind, name, namespace = document["kind"], _name(document), str(document["metadata"]["namespace"])
             existing = self._read(kind, name, namespace)
-            # The same spec submitted twice at once: the other run may have made the Job's own a moment ago.
-            if existing is not None and _is_own(existing, document):
+            # The same spec submitted twice at once: the other run may have made the Job's own a moment ago;
+            # a volume kept from an earlier run of the same group holds its checkpoints, and is used again.
+            if existing is not None and (_is_own(existing, document) or _same_groups_volume(existing, document)):
                 return AppliedObject(kind, name, namespace, _uid(existing)), False
             raise _ForeignConfigMap(name, namespace, kind) from None
 
@@ -428,6 +504,10 @@ class KubernetesCluster:
                     return None
                 raise
 
+    def missing(self, kind: str, names: Sequence[str], namespace: str) -> list[str]:
+        """Which of `names` (objects of `kind` in `namespace`) do not exist."""
+        return [name for name in names if self._read(kind, name, namespace) is None]
+
     def list_jobs(self, namespace: str) -> list[JobSummary]:
         """The Jobs cajajejo made in `namespace`, newest first."""
         with _api_errors("list jobs", namespace):
@@ -445,7 +525,7 @@ class KubernetesCluster:
         """Delete the Job (its pods go with it) and what it owns (ConfigMap, Service); returns what was deleted."""
         job = self._managed_job(name, namespace)
         # Read before the Job goes, or the garbage collector may take them before they are named.
-        owned = [(kind, self._read(kind, name, namespace)) for kind in sorted(_OWNED_BY_THE_JOB)]
+        owned = [(kind, self._read(kind, name, namespace)) for kind in sorted(_OWNED_BY_JOBS)]
         with _api_errors(f"delete job {name}", namespace):
             self._batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
         deleted = [f"Job {name}"]
@@ -454,6 +534,50 @@ class KubernetesCluster:
             if existing is not None and _uid(job) in _owner_uids(existing):
                 self._delete(AppliedObject(kind, name, namespace, _uid(existing)))
                 deleted.append(f"{kind} {name}")
+        return deleted
+
+    def group_status(self, group: str, namespace: str) -> list[JobSummary]:
+        """The group's Jobs (one per task, by name), each with its pods; ClusterError when it has none."""
+        selector = _group_selector(group)
+        with _api_errors(f"list the jobs of group {group}", namespace):
+            jobs: list[Any] = self._batch.list_namespaced_job(namespace, label_selector=selector).items
+            pods: list[Any] = self._core.list_namespaced_pod(namespace, label_selector=selector).items
+        if not jobs:
+            raise ClusterError(f"no job of group {group} in namespace {namespace} (made by cajajejo)")
+        summaries = [_pod_summary(pod) for pod in pods]
+        return sorted(
+            (_summarise(job, tuple(p for p in summaries if p.job_name == job.metadata.name)) for job in jobs),
+            key=lambda summary: summary.name,
+        )
+
+    def delete_group(self, group: str, namespace: str, *, keep_volumes: bool = False) -> list[str]:
+        """Delete the group's Jobs (their pods go with them), what they own, and the volumes the group made
+        (unless `keep_volumes`); only objects cajajejo labelled for this group. Returns what was deleted."""
+        selector = _group_selector(group)
+        with _api_errors(f"list the objects of group {group}", namespace):
+            jobs: list[Any] = self._batch.list_namespaced_job(namespace, label_selector=selector).items
+            # Read before the Jobs go, or the garbage collector may take them before they are named.
+            owned: list[tuple[str, Any]] = [
+                *(
+                    ("ConfigMap", c)
+                    for c in self._core.list_namespaced_config_map(namespace, label_selector=selector).items
+                ),
+                *(("Service", s) for s in self._core.list_namespaced_service(namespace, label_selector=selector).items),
+            ]
+            volumes: list[Any] = self._core.list_namespaced_persistent_volume_claim(
+                namespace, label_selector=selector
+            ).items
+        if not (jobs or owned or volumes):
+            raise ClusterError(f"no group {group} in namespace {namespace} (made by cajajejo)")
+        job_uids = {_uid(job) for job in jobs}
+        doomed = [("Job", job) for job in jobs]
+        # Of what the Jobs own, only what one of the group's Jobs owns: anything else is someone else's.
+        doomed += [(kind, item) for kind, item in owned if job_uids & _owner_uids(item)]
+        doomed += [] if keep_volumes else [("PersistentVolumeClaim", volume) for volume in volumes]
+        deleted = []
+        for kind, item in sorted(doomed, key=lambda found: (_DELETION_ORDER.index(found[0]), found[1].metadata.name)):
+            self._delete(AppliedObject(kind, item.metadata.name, namespace, _uid(item)))
+            deleted.append(f"{kind} {item.metadata.name}")
         return deleted
 
     def _managed_job(self, name: str, namespace: str) -> Any:
@@ -465,21 +589,22 @@ class KubernetesCluster:
         return job
 
 
-def _in_submission_order(documents: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The plan's Job, and its other objects in the order they are made."""
+def _group_selector(group: str) -> str:
+    return f"{MANAGED_SELECTOR},{LABEL_GROUP}={group}"
+
+
+def _in_submission_order(
+    documents: Sequence[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The plan's Jobs (in the plan's order), and its other objects in the order they are made."""
     unknown = {str(doc.get("kind")) for doc in documents} - set(_SUBMISSION_ORDER)
     if unknown:
         raise ClusterError(f"cannot submit objects of kind {', '.join(sorted(unknown))}")
-    job = _only(documents, "Job")
+    jobs = [doc for doc in documents if doc["kind"] == "Job"]
+    if not jobs:
+        raise ClusterError("a spec holds at least one Job; this one holds none")
     others = [doc for doc in documents if doc["kind"] != "Job"]
-    return job, sorted(others, key=lambda doc: _SUBMISSION_ORDER.index(doc["kind"]))
-
-
-def _only(documents: Sequence[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = [doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == kind]
-    if len(found) != 1:
-        raise ClusterError(f"a job spec holds exactly one {kind}; this one holds {len(found)}")
-    return found[0]
+    return jobs, sorted(others, key=lambda doc: _SUBMISSION_ORDER.index(doc["kind"]))
 
 
 @dataclass(frozen=True)
@@ -489,15 +614,20 @@ class _Model:
     kind: str
     name: str
     namespace: str
-    body: V1Job | V1ConfigMap | V1Service
+    body: V1Job | V1ConfigMap | V1Service | V1PersistentVolumeClaim
 
 
 def _model(document: dict[str, Any]) -> _Model:
-    from kubernetes.client import V1ConfigMap, V1Job, V1Service
+    from kubernetes.client import V1ConfigMap, V1Job, V1PersistentVolumeClaim, V1Service
     from pydantic import ValidationError
 
     kind = str(document["kind"])
-    models: dict[str, Any] = {"Job": V1Job, "ConfigMap": V1ConfigMap, "Service": V1Service}
+    models: dict[str, Any] = {
+        "Job": V1Job,
+        "ConfigMap": V1ConfigMap,
+        "Service": V1Service,
+        "PersistentVolumeClaim": V1PersistentVolumeClaim,
+    }
     try:  # the model refuses fields it does not know, rather than drop them
         body = models[kind].model_validate(document)
         return _Model(kind, _name(document), str(document["metadata"]["namespace"]), body)
@@ -521,12 +651,28 @@ def _dry_run_value(dry_run: bool) -> str | None:
     return "All" if dry_run else None
 
 
-def _for(document: dict[str, Any], job: AppliedObject) -> dict[str, Any]:
-    """`document` as sent beside `job`: what the Job owns carries an ownerReference to it."""
-    if document["kind"] not in _OWNED_BY_THE_JOB or not job.uid:
+def _owners(document: dict[str, Any], jobs: list[AppliedObject]) -> list[AppliedObject]:
+    """The Jobs that own `document`: the Job of its name (a job's ConfigMap and Service, a task's ConfigMap),
+    else every Job of the plan (a group's Service, which the group's pods need as long as one runs)."""
+    own = [job for job in jobs if job.name == _name(document)]
+    return own or jobs
+
+
+def _for(document: dict[str, Any], jobs: list[AppliedObject]) -> dict[str, Any]:
+    """`document` as sent beside `jobs`: what Jobs own carries an ownerReference to each of its owners."""
+    owners = _owners(document, jobs)
+    if document["kind"] not in _OWNED_BY_JOBS or not all(job.uid for job in owners):
         return document
-    reference = {"apiVersion": "batch/v1", "kind": job.kind, "name": job.name, "uid": job.uid}
-    return {**document, "metadata": {**document["metadata"], "ownerReferences": [reference]}}
+    references = [{"apiVersion": "batch/v1", "kind": job.kind, "name": job.name, "uid": job.uid} for job in owners]
+    return {**document, "metadata": {**document["metadata"], "ownerReferences": references}}
+
+
+def _same_groups_volume(existing: Any, planned: dict[str, Any]) -> bool:
+    """Whether `existing` is a volume cajajejo made for the group `planned` is made for (by an earlier run)."""
+    if planned["kind"] != "PersistentVolumeClaim":
+        return False
+    labels, group = existing.metadata.labels or {}, (planned["metadata"].get("labels") or {}).get(LABEL_GROUP)
+    return group is not None and labels.get(LABEL_MANAGED_BY) == LABEL_PREFIX and labels.get(LABEL_GROUP) == group
 
 
 def _same_submission(job: dict[str, Any], existing: Any) -> AppliedObject:
@@ -600,6 +746,7 @@ def _summarise(job: Any, pods: tuple[PodSummary, ...] = ()) -> JobSummary:
         pods=pods,
         kind=(job.metadata.labels or {}).get(LABEL_JOB_KIND, "-"),
         completions=(job.spec.completions or 1) if job.spec is not None else 1,
+        task=(job.metadata.labels or {}).get(LABEL_TASK),
     )
 
 
@@ -610,8 +757,14 @@ def _pod_summary(pod: Any) -> PodSummary:
         if waiting is not None and waiting.reason:
             reason = f"{container.name}: {waiting.reason}"
             break
-    rank = (pod.metadata.labels or {}).get(COMPLETION_INDEX_LABEL)
-    return PodSummary(pod.metadata.name, pod.status.phase or "Unknown", reason, rank)
+    labels = pod.metadata.labels or {}
+    return PodSummary(
+        pod.metadata.name,
+        pod.status.phase or "Unknown",
+        reason,
+        labels.get(COMPLETION_INDEX_LABEL),
+        labels.get(LABEL_JOB_NAME),
+    )
 
 
 @contextmanager

@@ -18,10 +18,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from cajajejo import runtime_contract as contract
 from cajajejo.config.loader import load_training_config
@@ -57,6 +59,81 @@ def launcher() -> list[str]:
     return [str(beside)] if beside.is_file() else [sys.executable, "-m", "torch.distributed.run"]
 
 
+@dataclass(frozen=True)
+class LocalProcess:
+    """One process of a local run: what to start, with what env, and the label its output lines get."""
+
+    argv: list[str]
+    env: dict[str, str]
+    label: str = ""  # when set, every output line is prefixed `[label] ` (a group's tasks share one terminal)
+    cwd: Path | None = None
+
+
+@dataclass(frozen=True)
+class TrainingLaunch:
+    """A training job's local agents, not started yet, and what the run will use."""
+
+    processes: list[LocalProcess]
+    checkpoint_dir: Path
+    tracking_uri: str
+    job_name: str
+
+
+def local_training(
+    config: Path,
+    *,
+    workdir: Path,
+    nnodes: int = 1,
+    nproc_per_node: int | None = None,
+    trainer_args: Sequence[str] = (),
+    tracking_uri: str | None = None,
+    checkpoint_dir: Path | None = None,
+    job_name: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    label: str = "",
+    stamped_as: Path | None = None,
+) -> TrainingLaunch:
+    """CONFIG's job as `nnodes` local torchrun agents; `tracking_uri` None: a local MLflow in `workdir`.
+
+    `stamped_as`: the file whose commit and repository path stamp the run (default CONFIG; a group's
+    inline config is stamped as its group file).
+    """
+    loaded = load_training_config(config)
+    job = loaded.config
+    workdir = workdir.resolve()
+    checkpoint_dir = checkpoint_dir or workdir / "checkpoints"
+    job_name = job_name or f"{LOCAL_JOB_PREFIX}-{config.stem.replace('.', '-')}"
+    env = dict(os.environ if environ is None else environ)
+    env.setdefault("OMP_NUM_THREADS", "1")  # what torchrun would set anyway, without its warning
+    tracking_uri = tracking_uri or f"sqlite:///{workdir / 'mlflow.db'}"
+    env.update(_job_env(job, stamped_as or config, job_name, workdir, tracking_uri))
+    args = list(trainer_args)
+    if job.training.trainer is not None:
+        args = ["--checkpoint-dir", str(checkpoint_dir), *args]
+    port = free_port()
+    processes = [
+        LocalProcess(
+            torchrun_command(
+                job,
+                node_rank=str(rank),
+                rendezvous_host="127.0.0.1",
+                rendezvous_port=port,
+                run_id=job_name,
+                config_path=str(config),
+                nnodes=nnodes,
+                nproc_per_node=nproc_per_node,
+                launcher=launcher(),
+                trainer_args=args,
+            ),
+            env,
+            f"{label}-{rank}" if label and nnodes > 1 else label,
+        )
+        for rank in range(nnodes)
+    ]
+    (workdir / "scratch").mkdir(parents=True, exist_ok=True)
+    return TrainingLaunch(processes, checkpoint_dir, tracking_uri, job_name)
+
+
 def run_training_locally(
     config: Path,
     *,
@@ -68,37 +145,18 @@ def run_training_locally(
     environ: Mapping[str, str] | None = None,
 ) -> LocalRun:
     """Run CONFIG's job here as `nnodes` local torchrun agents; returns when all have ended."""
-    loaded = load_training_config(config)
-    job = loaded.config
-    workdir = workdir.resolve()
-    checkpoint_dir = workdir / "checkpoints"
-    job_name = f"{LOCAL_JOB_PREFIX}-{config.stem.replace('.', '-')}"
-    env = dict(os.environ if environ is None else environ)
-    env.setdefault("OMP_NUM_THREADS", "1")  # what torchrun would set anyway, without its warning
-    tracking_uri = job.mlflow_config.tracking_uri if keep_tracking_uri else f"sqlite:///{workdir / 'mlflow.db'}"
-    env.update(_job_env(job, config, job_name, workdir, tracking_uri))
-    args = list(trainer_args)
-    if job.training.trainer is not None:
-        args = ["--checkpoint-dir", str(checkpoint_dir), *args]
-    port = free_port()
-    commands = [
-        torchrun_command(
-            job,
-            node_rank=str(rank),
-            rendezvous_host="127.0.0.1",
-            rendezvous_port=port,
-            run_id=job_name,
-            config_path=str(config),
-            nnodes=nnodes,
-            nproc_per_node=nproc_per_node,
-            launcher=launcher(),
-            trainer_args=args,
-        )
-        for rank in range(nnodes)
-    ]
-    (workdir / "scratch").mkdir(parents=True, exist_ok=True)
-    returncode = _run_agents(commands, env)
-    return LocalRun(workdir, checkpoint_dir, tracking_uri, job_name, returncode)
+    tracking_uri = load_training_config(config).config.mlflow_config.tracking_uri if keep_tracking_uri else None
+    launch = local_training(
+        config,
+        workdir=workdir,
+        nnodes=nnodes,
+        nproc_per_node=nproc_per_node,
+        trainer_args=trainer_args,
+        tracking_uri=tracking_uri,
+        environ=environ,
+    )
+    returncode = run_processes(launch.processes)
+    return LocalRun(workdir.resolve(), launch.checkpoint_dir, launch.tracking_uri, launch.job_name, returncode)
 
 
 def _job_env(job: TrainingJobConfig, config: Path, job_name: str, workdir: Path, tracking_uri: str) -> dict[str, str]:
@@ -130,9 +188,14 @@ def _local_stamps(config: Path) -> tuple[str, str]:
         return "unversioned", str(config)
 
 
-def _run_agents(commands: list[list[str]], env: dict[str, str]) -> int:
-    """Start every agent, wait for all; the first failure (or a signal here) stops the rest."""
-    agents = [subprocess.Popen(command, env=env, start_new_session=True) for command in commands]
+def run_processes(processes: Sequence[LocalProcess]) -> int:
+    """Start every process, wait for all; the first failure (or a signal here) stops the rest.
+
+    Returns 0 when all exited 0, else the first non-zero exit code. Each process runs in a session of
+    its own (its children with it), so stopping reaches a whole torchrun agent or shell script.
+    """
+    running = [_start(process) for process in processes]
+    agents = [agent for agent, _ in running]
     stopping = False
 
     def stop(number: int, frame: object) -> None:
@@ -152,8 +215,42 @@ def _run_agents(commands: list[list[str]], env: dict[str, str]) -> int:
         _stop_within_grace(agents)
         for number, handler in previous.items():
             signal.signal(number, handler)
+        for _, copier in running:
+            if copier is not None:
+                copier.join()
     codes = [agent.returncode for agent in agents]
     return next((code for code in codes if code != 0), 0)
+
+
+def _start(process: LocalProcess) -> tuple[subprocess.Popen[bytes], threading.Thread | None]:
+    """Start one process; a labelled one's output goes through a thread that prefixes each line."""
+    if not process.label:
+        return subprocess.Popen(process.argv, env=process.env, cwd=process.cwd, start_new_session=True), None
+    child = subprocess.Popen(
+        process.argv,
+        env=process.env,
+        cwd=process.cwd,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    assert child.stdout is not None
+    copier = threading.Thread(target=_copy_lines, args=(child.stdout, f"[{process.label}] ".encode()), daemon=True)
+    copier.start()
+    return child, copier
+
+
+def _copy_lines(source: IO[bytes], prefix: bytes) -> None:
+    """Copy `source` to stdout line by line, each line prefixed; one write per line keeps lines whole."""
+    out = sys.stdout.buffer
+    for line in iter(source.readline, b""):
+        with _OUTPUT_LOCK:
+            out.write(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
+            out.flush()
+    source.close()
+
+
+_OUTPUT_LOCK = threading.Lock()
 
 
 def _signal_all(agents: list[subprocess.Popen[bytes]], number: int) -> None:

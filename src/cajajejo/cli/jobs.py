@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
+from cajajejo.cli.options import (
+    ALLOW_DIRTY_REPO,
+    CONFIG_VERSION_TO_STAMP,
+    DRY_RUN,
+    KUBERNETES_VERSION,
+    NAMESPACE_OPTION,
+    NAMESPACE_TO_RENDER,
+    SUBMIT_CONFIG_VERSION,
+    SUBMIT_NAMESPACE,
+    TEMPLATE_DIR,
+    cluster_and_namespace,
+    options_from,
+    spec_output_option,
+    with_options,
+    write_plan,
+)
 from cajajejo.cli.root import cli, warn
 
 
@@ -46,53 +61,13 @@ def _render_options(command: Callable[..., None]) -> Callable[..., None]:
             "--job-name", help="Use this job name instead of a generated <kind>-<adjective>-<animal>-<4 characters>."
         ),
         click.option("--seed", type=int, help="Seed the generated job name, for repeatable output."),
-        click.option("--namespace", help="Namespace of the job's objects (default: the config's, else the setting)."),
-        click.option("--config-version", default="unversioned", show_default=True, help="Commit SHA stamped in."),
+        NAMESPACE_TO_RENDER,
+        CONFIG_VERSION_TO_STAMP,
         click.option("--config-path-in-repo", default="unknown", show_default=True, help="CONFIG's repository path."),
-        click.option("--kubernetes-version", default=None, help="Validate against this Kubernetes version's schema."),
-        click.option(
-            "--template-dir",
-            type=click.Path(path_type=Path, file_okay=False),
-            help="Folder whose templates override the built-in ones (same relative paths).",
-        ),
+        KUBERNETES_VERSION,
+        TEMPLATE_DIR,
     ]
-    return _with(options, command)
-
-
-def _with(options: list[Callable[[Any], Any]], command: Callable[..., None]) -> Callable[..., None]:
-    """`command` with `options`, listed in the order `--help` shows them."""
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _options_from(flags: dict[str, Any]) -> Any:
-    """RenderOptions from the flags of `_render_options`, with the defaults from settings."""
-    from cajajejo.render.plan import RenderOptions
-    from cajajejo.render.schema import DEFAULT_KUBERNETES_VERSION
-    from cajajejo.settings import load_settings
-
-    seed = flags["seed"]
-    return RenderOptions.from_settings(
-        load_settings(),
-        job_name=flags["job_name"],
-        namespace=flags["namespace"],
-        kubernetes_version=flags["kubernetes_version"] or DEFAULT_KUBERNETES_VERSION,
-        template_dir=flags["template_dir"],
-        rng=random.Random(seed) if seed is not None else None,  # noqa: S311 - names, not secrets
-    )
-
-
-def _write_plan(plan: Any, output: Path) -> None:
-    """Write a rendered plan to OUTPUT ('-': stdout) whole or not at all, and say what was written."""
-    from cajajejo.files import write_text_atomically
-    from cajajejo.render.checks import client_side_apply_warnings
-
-    write_text_atomically(output, plan.to_yaml())
-    for note in client_side_apply_warnings(list(plan.documents)):
-        click.echo(f"warning: {note}", err=True)
-    if str(output) != "-":
-        click.echo(f"wrote {output}: job {plan.job_name} in namespace {plan.namespace}", err=True)
+    return with_options(options, command)
 
 
 @evaluation.command("parse-job")
@@ -117,7 +92,7 @@ def parse_job(config: Path, helm_config: Path, output: Path, helm_config_path_in
     run_specs = load_run_specs(helm_config)
     warn(loaded.warnings)
     provenance = Provenance(flags["config_version"], flags["config_path_in_repo"], helm_config_path_in_repo)
-    _write_plan(render_evaluation_plan(loaded, run_specs, provenance, _options_from(flags)), output)
+    write_plan(render_evaluation_plan(loaded, run_specs, provenance, options_from(flags)), output)
 
 
 def _submit_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -129,20 +104,13 @@ def _submit_options(command: Callable[..., None]) -> Callable[..., None]:
             help="Submit this job spec, written earlier by parse-job.",
         ),
         click.option("--path-to-config", type=click.Path(path_type=Path), help="Render this job config and submit it."),
-        click.option(
-            "--config-version",
-            help="The commit you mean to submit; refused unless it matches the checked-out one (or the spec's stamp).",
-        ),
-        click.option("--namespace", help="Namespace to submit to (default: the config's, else the namespace setting)."),
-        click.option("--dry-run", is_flag=True, help="Let the cluster validate everything but create nothing."),
-        click.option("--allow-dirty-repo", is_flag=True, help="Render from a dirty tree, stamped '<sha>-dirty'."),
-        click.option(
-            "--kubernetes-job-spec-output-path",
-            type=click.Path(path_type=Path, dir_okay=False),
-            help="Also save the rendered job spec here (with --path-to-config).",
-        ),
+        SUBMIT_CONFIG_VERSION,
+        SUBMIT_NAMESPACE,
+        DRY_RUN,
+        ALLOW_DIRTY_REPO,
+        spec_output_option(" (with --path-to-config)"),
     ]
-    return _with(options, command)
+    return with_options(options, command)
 
 
 def _submit(kind: str, helm_config: Path | None, flags: dict[str, Any]) -> None:
@@ -198,8 +166,7 @@ def training() -> None:
 @click.argument("config", type=click.Path(path_type=Path))
 def validate_training_config(config: Path) -> None:
     """Check a training job CONFIG (YAML) without rendering anything."""
-    from cajajejo.config.loader import load_training_config
-    from cajajejo.render.training import training_inputs
+    from cajajejo.config.loader import load_training_config, training_inputs
 
     loaded = load_training_config(config)
     warn(loaded.warnings)
@@ -224,7 +191,7 @@ def parse_training_job(config: Path, output: Path, **flags: Any) -> None:
     loaded = load_training_config(config)
     warn(loaded.warnings)
     provenance = Provenance(flags["config_version"], flags["config_path_in_repo"])
-    _write_plan(render_training_plan(loaded, provenance, _options_from(flags)), output)
+    write_plan(render_training_plan(loaded, provenance, options_from(flags)), output)
 
 
 @training.command("submit-job")
@@ -238,24 +205,11 @@ def submit_training_job(**flags: Any) -> None:
     _submit("training", None, flags)
 
 
-NAMESPACE_OPTION = click.option("--namespace", help="Namespace of the job (default: the namespace setting).")
-
-
-def _cluster_and_namespace(namespace: str | None) -> tuple[Any, str]:
-    from cajajejo.backends.kubernetes import KubernetesCluster, load_api_client
-    from cajajejo.render.names import check_dns_label
-    from cajajejo.settings import load_settings
-
-    settings = load_settings()
-    namespace = check_dns_label(namespace or settings.get("namespace") or "default", "--namespace")
-    return KubernetesCluster(load_api_client(settings.get("kube_context"))), namespace
-
-
 @jobs.command("list")
 @NAMESPACE_OPTION
 def list_jobs(namespace: str | None) -> None:
     """List the jobs cajajejo made in a namespace, newest first."""
-    cluster, namespace = _cluster_and_namespace(namespace)
+    cluster, namespace = cluster_and_namespace(namespace)
     summaries = cluster.list_jobs(namespace)
     if not summaries:
         click.echo(f"no cajajejo jobs in namespace {namespace}")
@@ -274,7 +228,7 @@ def job_status(job_name: str, namespace: str | None) -> None:
     """Show the state of JOB_NAME and of its pods."""
     from cajajejo.render.names import check_dns_label
 
-    cluster, namespace = _cluster_and_namespace(namespace)
+    cluster, namespace = cluster_and_namespace(namespace)
     job = cluster.job_status(check_dns_label(job_name, "JOB_NAME"), namespace)
     pods = f"; {job.completions} pods" if job.completions > 1 else ""
     click.echo(f"{job.kind} job {job.name} in {job.namespace}: {job.state}{pods}")
@@ -293,7 +247,7 @@ def delete_job(job_name: str, namespace: str | None, yes: bool) -> None:
     """Delete JOB_NAME, its pods and its ConfigMap (only jobs that cajajejo made)."""
     from cajajejo.render.names import check_dns_label
 
-    cluster, namespace = _cluster_and_namespace(namespace)
+    cluster, namespace = cluster_and_namespace(namespace)
     job_name = check_dns_label(job_name, "JOB_NAME")
     if not yes:
         click.confirm(f"delete job {job_name} in namespace {namespace}, its pods and its ConfigMap?", abort=True)

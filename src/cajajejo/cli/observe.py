@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cajajejo.cli.jobs import NAMESPACE_OPTION
+from cajajejo.cli.options import NAMESPACE_OPTION
 from cajajejo.cli.root import cli
 
 
@@ -35,6 +35,7 @@ from cajajejo.cli.root import cli
 @click.option("--follow", "-f", is_flag=True, help="Keep polling for new entries until Ctrl-C.")
 @click.option("--quiet", "-q", is_flag=True, help="Do not print entries (with --output-path).")
 @click.option("--rank", type=click.IntRange(min=0), help="Only this pod of a training job (its node rank).")
+@click.option("--task", help="Only this task of the group JOB_NAME (without it: every task, each line after [task]).")
 def logs(
     job_name: str,
     namespace: str | None,
@@ -44,13 +45,15 @@ def logs(
     follow: bool,
     quiet: bool,
     rank: int | None,
+    task: str | None,
 ) -> None:
-    """Print the container logs of JOB_NAME from Google Cloud Logging, oldest first."""
-    from cajajejo.log_output import fetch_job_logs
+    """Print the container logs of JOB_NAME (a job, or a group of jobs) from Google Cloud Logging, oldest first."""
+    from cajajejo.log_output import FetchSummary, fetch_job_logs
     from cajajejo.settings import load_settings
 
+    summary = FetchSummary()
     try:
-        summary = fetch_job_logs(
+        fetch_job_logs(
             job_name,
             settings=load_settings(),
             namespace=namespace,
@@ -60,13 +63,18 @@ def logs(
             follow=follow,
             quiet=quiet,
             rank=rank,
+            task=task,
+            summary=summary,
         )
     except KeyboardInterrupt:
         if not follow:
             raise
-        return
-    span = f" from {summary.first} to {summary.last}" if summary.count else ""
-    click.echo(f"{summary.count:,} entries{span}" + (f"; wrote {output_path}" if output_path else ""), err=True)
+    else:
+        span = f" from {summary.first} to {summary.last}" if summary.count else ""
+        click.echo(f"{summary.count:,} entries{span}" + (f"; wrote {output_path}" if output_path else ""), err=True)
+    hint = summary.group_hint(job_name) if task is None else None
+    if hint:
+        click.echo(hint, err=True)
 
 
 @cli.group("config")

@@ -46,25 +46,65 @@ def _finish(result: EvaluationResult) -> None:
 @click.option(
     "--keep-tracking-uri", is_flag=True, help="With --local: log to the config's MLflow instead of a local one."
 )
+@click.option(
+    "--watch",
+    "watch_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Evaluate each checkpoint published in this directory (the model), until training is complete.",
+)
+@click.option("--role", default="helm", show_default=True, help="With --watch: this evaluator's role.")
+@click.option("--worker", help="With --watch: this evaluator's name (default: host and process id).")
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=1.0),
+    default=120.0,
+    show_default=True,
+    help="With --watch: a claim not renewed for this long is taken over.",
+)
 def evaluate_command(
-    local: bool, config: Path | None, helm_config: Path | None, scratch_dir: Path | None, keep_tracking_uri: bool
+    local: bool,
+    config: Path | None,
+    helm_config: Path | None,
+    scratch_dir: Path | None,
+    keep_tracking_uri: bool,
+    watch_dir: Path | None,
+    role: str,
+    worker: str | None,
+    lease_seconds: float,
 ) -> None:
     """Run the evaluation: fetch the model, run HELM, log results, tags and artifacts to MLflow.
 
     In a job, the inputs come from /etc/configs ($CAJAJEJO_CONFIG_DIR), /scratch ($CAJAJEJO_SCRATCH_DIR)
     and the CONFIG_VERSION, CONFIG_PATH_GIT_REPO, HELM_CONFIG_PATH_GIT_REPO and JOB_NAME variables.
+    With --watch the model is each checkpoint a trainer publishes in the directory: each is evaluated
+    once per role, logged as a run nested under the training run and at its step in the training run.
     """
     _runtime("cajajejo evaluate")
-    from cajajejo.evaluation.runner import evaluate
+    from cajajejo.evaluation.runner import evaluate, prepare
 
-    result = evaluate(
+    setup = prepare(
         local=local,
         config=config,
         helm_config=helm_config,
         scratch_dir=scratch_dir,
         keep_tracking_uri=keep_tracking_uri,
     )
-    _finish(result)
+    if watch_dir is None:
+        _finish(evaluate(setup))
+        return
+    from cajajejo.evaluation.checkpoint_runs import watch_and_evaluate
+    from cajajejo.termination import exit_cleanly_on_termination
+
+    # SIGTERM (the pod deleted) unwinds like Ctrl-C: the claim is released, another evaluator goes on at once.
+    with exit_cleanly_on_termination():
+        summary = watch_and_evaluate(setup, watch_dir, role, worker=worker, lease_seconds=lease_seconds)
+    click.echo(
+        f"evaluated {len(summary.handled)} checkpoint(s) as {role}"
+        + (f"; gave up on {', '.join(summary.failed)}" if summary.failed else "")
+        + f" ({summary.reason})"
+    )
+    if summary.failed:
+        raise SystemExit(1)
 
 
 @cli.command("quickstart")

@@ -53,7 +53,7 @@ GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 
 _DOMAIN = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_IMAGE_REPOSITORY = re.compile(rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*")
+IMAGE_REPOSITORY = re.compile(rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*")
 IMAGE_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _MLFLOW_TAG_KEY = re.compile(r"[\w./ -]{1,250}")
 INT32_MAX = 2**31 - 1
@@ -86,7 +86,7 @@ def _check_image(value: str) -> str:
     last = value.rsplit("/", 1)[-1]
     if "@" in value or ":" in last:
         raise ValueError(f"{quoted(value)} includes a tag or digest; put the repository here and the tag in image_tag")
-    if not _IMAGE_REPOSITORY.fullmatch(value):
+    if not IMAGE_REPOSITORY.fullmatch(value):
         raise ValueError(f"{quoted(value)} is not an image repository such as registry.example.com/team/evaluation")
     return value
 

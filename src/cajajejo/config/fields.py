@@ -43,16 +43,17 @@ def _number_to_text(value: Any) -> Any:
     return value
 
 
-def _positive_quantity(value: str) -> str:
+def positive_quantity(value: str, forms: str = "a Kubernetes quantity; write e.g. 4, 500m, 16Gi or 512Mi") -> str:
+    """`value` unless it is not a quantity greater than zero; `forms` says what is accepted."""
     amount = kube.parse_quantity(value)
     if amount is None:
-        raise ValueError(f"{quoted(value)} is not a Kubernetes quantity; write e.g. 4, 500m, 16Gi or 512Mi")
+        raise ValueError(f"{quoted(value)} is not {forms}")
     if amount <= 0:
         raise ValueError(f"{quoted(value)} must be greater than zero")
     return value
 
 
-Quantity = Annotated[str, BeforeValidator(_number_to_text), AfterValidator(_positive_quantity)]
+Quantity = Annotated[str, BeforeValidator(_number_to_text), AfterValidator(positive_quantity)]
 
 
 def _relative_path(value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -27,6 +28,7 @@ KINDS: dict[str, tuple[type[JobConfigBase], str]] = {
     "evaluation": (EvaluationJobConfig, "jobs/evaluation/example.mlflow.job_config.yml"),
     "training": (TrainingJobConfig, "jobs/training/example.job_config.yml"),
 }
+_KIND_MODELS = {model for model, _ in KINDS.values()}
 DEFAULT_KIND = "evaluation"  # configs written before `kind` existed are evaluation configs
 EXAMPLE_HINT = f"see {KINDS[DEFAULT_KIND][1]}"
 
@@ -54,24 +56,46 @@ def load_job_config(path: str | Path) -> LoadedConfig[JobConfigBase]:
     return _load(path, None)
 
 
-def _load(path: str | Path, wanted: type[C] | None) -> LoadedConfig[C]:
+def _load(path: str | Path, wanted: type[C] | None, advice: Callable[[str], str] | None = None) -> LoadedConfig[C]:
     name = str(path)
     document = parse_yaml(read_text_file(path), name)
-    model = _model_of_kind(document, wanted)
-    config, problems = None, []
+    problems: list[Problem] = []
     try:
-        config = validate_document(document, model)
+        loaded = config_from_document(document, wanted, advice)
     except UserInputError as exc:
         problems = exc.problems
     # Credentials anywhere in the file (comments too), on lines that no field problem names already.
     named = {problem.line for problem in problems}
     problems += [p for p in credential_lines(document.text, name) if p.line not in named]
-    if problems or config is None:
+    if problems:
         raise UserInputError(problems)
-    return LoadedConfig(name, document.text, config, tuple(config_warnings(config, document)))
+    return loaded
 
 
-def _model_of_kind(document: YamlDocument, wanted: type[C] | None) -> type[C]:
+def load_config_of_kind(path: str | Path, wanted: type[C], advice: Callable[[str], str]) -> LoadedConfig[C]:
+    """A config file that must be of `wanted`'s kind; `advice(kind)` says what to do with one of another kind."""
+    return _load(path, wanted, advice)
+
+
+def config_from_document(
+    document: YamlDocument, wanted: type[C] | None, advice: Callable[[str], str] | None = None, text: str | None = None
+) -> LoadedConfig[C]:
+    """A parsed document (a whole file, or an inline config inside a group file) validated as a job config.
+
+    `text` is what the job's ConfigMap will carry (default: the document's own text).
+    """
+    model = _model_of_kind(document, wanted, advice or _jobs_command)
+    config = validate_document(document, model)
+    return LoadedConfig(
+        document.name, document.text if text is None else text, config, tuple(config_warnings(config, document))
+    )
+
+
+def _jobs_command(kind: str) -> str:
+    return f"use `cajajejo jobs {kind} ...` for it"
+
+
+def _model_of_kind(document: YamlDocument, wanted: type[C] | None, advice: Callable[[str], str]) -> type[C]:
     """The model the document's `kind` names; a kind other than `wanted` is refused in one line."""
     data = document.data
     kind = data.get("kind", DEFAULT_KIND) if isinstance(data, dict) else DEFAULT_KIND
@@ -82,7 +106,7 @@ def _model_of_kind(document: YamlDocument, wanted: type[C] | None) -> type[C]:
             Problem(
                 document.name,
                 f"unknown job kind {quoted(kind)}; {hint}",
-                field="kind",
+                field=dotted_path((*document.prefix, "kind")),
                 line=document.line_of(("kind",)),
             )
         )
@@ -92,8 +116,8 @@ def _model_of_kind(document: YamlDocument, wanted: type[C] | None) -> type[C]:
         raise UserInputError(
             Problem(
                 document.name,
-                f"is {_a(kind)} job config, not {_a(wanted_kind)} one; use `cajajejo jobs {kind} ...` for it",
-                field="kind",
+                f"is {_a(kind)} job config, not {_a(wanted_kind)} one; {advice(kind)}",
+                field=dotted_path((*document.prefix, "kind")),
                 line=document.line_of(("kind",)) or 1,
             )
         )
@@ -124,14 +148,26 @@ def evaluation_inputs(loaded: LoadedConfig[EvaluationJobConfig], run_specs: RunS
     return files
 
 
+def training_inputs(loaded: LoadedConfig[TrainingJobConfig]) -> dict[str, str]:
+    """The files a training job's ConfigMap carries (the config itself), checked to fit."""
+    files = {runtime_contract.TRAIN_CONFIG_FILE: loaded.text}
+    check_inputs_fit_a_configmap(files, loaded.path)
+    return files
+
+
 def validate_document(document: YamlDocument, model: type[M]) -> M:
     """Validate a parsed document against `model`; all problems are reported at once."""
+    field = dotted_path(document.prefix) or None
     if document.data is None:
-        raise UserInputError(Problem(document.name, f"is empty; expected a job config ({_example_of(model)})"))
+        what = f"a job config ({_example_of(model)})" if model in _KIND_MODELS else "a mapping of fields"
+        raise UserInputError(Problem(document.name, f"is empty; expected {what}", field, document.line_of(())))
     if not isinstance(document.data, dict):
         found = type(document.data).__name__
+        where = "" if document.prefix else " at the top level"
         raise UserInputError(
-            Problem(document.name, f"expected a mapping of fields at the top level, found {found}", line=1)
+            Problem(
+                document.name, f"expected a mapping of fields{where}, found {found}", field, document.line_of(()) or 1
+            )
         )
     try:
         return model.model_validate(document.data)
@@ -162,7 +198,8 @@ def config_warnings(config: JobConfigBase, document: YamlDocument) -> list[Probl
 def _problem(document: YamlDocument, model: type[BaseModel], error: ErrorDetails) -> Problem:
     loc: Loc = tuple(part for part in error["loc"] if part != "[key]")
     message = _message(model, error, loc)
-    return Problem(document.name, message, field=dotted_path(loc) or None, line=document.line_of(loc))
+    field = dotted_path(document.prefix + loc)
+    return Problem(document.name, message, field=field or None, line=document.line_of(loc))
 
 
 def _message(model: type[BaseModel], error: ErrorDetails, loc: Loc) -> str:

@@ -51,38 +51,61 @@ def read_text_file(path: str | Path) -> str:
 
 @dataclass(frozen=True)
 class YamlDocument:
-    """A parsed YAML document with the line of every field path in it."""
+    """A parsed YAML document with the line of every field path in it.
+
+    `prefix` is where `data` sits in the document it was taken from (see `part`): field paths of
+    problems found in `data` are reported from the top of the file, and `lines` are indexed that way.
+    """
 
     name: str
     text: str
     data: Any
     lines: dict[Loc, int] = field(default_factory=dict)
+    prefix: Loc = ()
 
     def line_of(self, loc: Loc) -> int | None:
         """Line of the deepest known field on `loc` (a missing field points at its parent)."""
-        for end in range(len(loc), -1, -1):
-            line = self.lines.get(loc[:end])
+        full = self.prefix + loc
+        for end in range(len(full), -1, -1):
+            line = self.lines.get(full[:end])
             if line is not None:
                 return line
         return None
 
+    def part(self, key: str, data: Any) -> YamlDocument:
+        """The value under `key`, as a document of its own (an inline config inside a group's task)."""
+        return YamlDocument(self.name, self.text, data, self.lines, (*self.prefix, key))
+
 
 def parse_yaml(text: str, name: str) -> YamlDocument:
     """Parse one YAML document; syntax errors and duplicate keys become UserInputErrors."""
+    documents = _parse(text, name, single=True)
+    return documents[0] if documents else YamlDocument(name, text, None)
+
+
+def parse_yaml_documents(text: str, name: str) -> list[YamlDocument]:
+    """Parse every document of a `---`-separated stream; line numbers count from the top of the file.
+
+    Problems of all documents (duplicate keys, aliases, depth) are reported together.
+    """
+    return _parse(text, name, single=False)
+
+
+def _parse(text: str, name: str, *, single: bool) -> list[YamlDocument]:
     loader = _Loader(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return YamlDocument(name, text, None)
-        shape = shape_problem(node)
-        if shape is not None:
-            raise UserInputError(Problem(name, shape.message, line=shape.line))
-        lines: dict[Loc, int] = {}
+        if single:
+            node = loader.get_single_node()
+            nodes = [] if node is None else [node]
+        else:
+            nodes = []
+            while loader.check_node():
+                nodes.append(loader.get_node())
         problems: list[Problem] = []
-        _index(loader, node, (), lines, problems, name)
+        indexed = [(node, _indexed(loader, node, problems, name)) for node in nodes]
         if problems:
             raise UserInputError(problems)
-        data = loader.construct_document(node)
+        return [YamlDocument(name, text, loader.construct_document(node), lines) for node, lines in indexed]
     except yaml.MarkedYAMLError as exc:
         raise UserInputError(_syntax_problem(exc, text, name)) from None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow anywhere (NUL, other controls)
@@ -99,7 +122,17 @@ def parse_yaml(text: str, name: str) -> YamlDocument:
         raise UserInputError(Problem(name, f"nested more than {MAX_DEPTH} levels deep")) from None
     finally:
         loader.dispose()
-    return YamlDocument(name, text, data, lines)
+
+
+def _indexed(loader: Any, node: yaml.Node, problems: list[Problem], name: str) -> dict[Loc, int]:
+    """The line of every field path of one document; its shape and duplicate-key problems go to `problems`."""
+    shape = shape_problem(node)
+    if shape is not None:
+        problems.append(Problem(name, shape.message, line=shape.line))
+        return {}
+    lines: dict[Loc, int] = {}
+    _index(loader, node, (), lines, problems, name)
+    return lines
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, name: str) -> Problem:

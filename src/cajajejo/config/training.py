@@ -194,21 +194,32 @@ class TrainingSpec(StrictModel):
 
     @model_validator(mode="after")
     def _mount_paths_apart(self) -> TrainingSpec:
-        seen: list[str] = []
-        for volume in self.volumes:
-            for other in (*RESERVED_MOUNT_PATHS, *seen):
-                if _nested(volume.mount_path, other):
-                    owner = "cajajejo's own" if other in RESERVED_MOUNT_PATHS else "another volume's"
-                    raise ValueError(
-                        f"volume {volume.claim_name} at {volume.mount_path} overlaps {owner} mount {other}; "
-                        "choose another mount_path"
-                    )
-            seen.append(volume.mount_path)
+        problem = mount_overlap_problem([(volume.claim_name, volume.mount_path) for volume in self.volumes])
+        if problem:
+            raise ValueError(f"{problem}; choose another mount_path")
         return self
 
 
-def _nested(a: str, b: str) -> bool:
+def paths_overlap(a: str, b: str) -> bool:
+    """Whether one of two absolute paths is the other or lies inside it."""
     return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def mount_overlap_problem(
+    mounts: list[tuple[str, str]], reserved: tuple[str, ...] = RESERVED_MOUNT_PATHS
+) -> str | None:
+    """The first of `mounts` (volume, mount path) that overlaps one of `reserved` or an earlier mount, or None.
+
+    Two mounts at nested paths hide each other's files, and one over cajajejo's own hides the job's config.
+    """
+    seen: list[str] = []
+    for volume, path in mounts:
+        for other in (*reserved, *seen):
+            if paths_overlap(path, other):
+                owner = "cajajejo's own" if other in reserved else "another volume's"
+                return f"volume {volume} at {path} overlaps {owner} mount {other}"
+        seen.append(path)
+    return None
 
 
 class TrainingJobConfig(JobConfigBase):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cajajejo.config.loader import load_evaluation_config
 from cajajejo.evaluation.debug_model import MODEL_EXPERIMENT, ensure_experiment
-from cajajejo.evaluation.runner import EvaluationResult, evaluate
+from cajajejo.evaluation.runner import EvaluationResult, evaluate, prepare
 from cajajejo.examples import DEBUG_EVALUATION_CONFIG, DEBUG_RUN_SPECS, example_file
 from cajajejo.mlflow_http import talking_to_mlflow
 from cajajejo.runtime_contract import ENV_MLFLOW_TRACKING_URI
@@ -37,10 +37,7 @@ def quickstart(workdir: Path, config: Path | None = None, helm_config: Path | No
         client = MlflowClient(tracking_uri=tracking_uri)
         for name in (experiment, MODEL_EXPERIMENT):
             ensure_experiment(client, name, workdir / "mlartifacts")
-    return evaluate(
-        local=True,
-        config=config,
-        helm_config=helm_config,
-        scratch_dir=workdir / "scratch",
-        tracking_uri=tracking_uri,
+    setup = prepare(
+        local=True, config=config, helm_config=helm_config, scratch_dir=workdir / "scratch", tracking_uri=tracking_uri
     )
+    return evaluate(setup)

@@ -6,11 +6,13 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
 from cajajejo import runtime_contract as contract
+from cajajejo.config.evaluation import EvaluationJobConfig
 from cajajejo.config.loader import load_evaluation_config
 from cajajejo.config.run_specs import load_run_specs
 from cajajejo.errors import CajajejoError
@@ -23,7 +25,7 @@ from cajajejo.evaluation.helm_setup import (
     write_helm_model_configs,
 )
 from cajajejo.evaluation.inputs import RuntimeInputs, resolve_inputs
-from cajajejo.evaluation.model_fetch import fetch_model
+from cajajejo.evaluation.model_fetch import ModelFiles, fetch_model
 from cajajejo.evaluation.results import all_metrics
 from cajajejo.evaluation.tracking import EvaluationRecord, helm_params, log_evaluation, run_tags
 
@@ -38,6 +40,7 @@ class EvaluationResult:
     helm_log: Path
     failed: tuple[FailedRun, ...]
     device: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -76,7 +79,19 @@ def describe_device() -> str:
     return "cpu"
 
 
-def evaluate(
+@dataclass(frozen=True)
+class EvaluationSetup:
+    """What every evaluation of this job shares, read once: the inputs, the config, where MLflow is."""
+
+    inputs: RuntimeInputs
+    config: EvaluationJobConfig
+    run_spec_count: int
+    tracking_uri: str
+    local: bool
+    progress: Progress
+
+
+def prepare(
     *,
     local: bool,
     config: Path | None = None,
@@ -84,12 +99,8 @@ def evaluate(
     scratch_dir: Path | None = None,
     keep_tracking_uri: bool = False,
     tracking_uri: str | None = None,
-) -> EvaluationResult:
-    """Fetch, register, run HELM, log to MLflow. `tracking_uri` overrides where MLflow is.
-
-    In a job HELM's whole output is streamed to stdout (the job's log); with `local` it goes to a log
-    file whose path is reported, and only the start of each run spec is shown.
-    """
+) -> EvaluationSetup:
+    """Read and check the inputs (step 1 of 4). `tracking_uri` overrides where MLflow is."""
     progress = Progress()
     inputs = resolve_inputs(local=local, config=config, helm_config=helm_config, scratch_dir=scratch_dir)
     loaded = load_evaluation_config(inputs.config_path)
@@ -104,15 +115,45 @@ def evaluate(
         f"inputs: {inputs.config_path_in_repo} and {inputs.helm_config_path_in_repo} "
         f"({len(run_specs.descriptions)} run specs) at {inputs.config_version}"
     )
-    if local and uses_debug_model(job_config):
-        job_config = with_debug_model(job_config, tracking_uri, inputs.scratch_dir)
-        artifact = job_config.model.mlflow_artifact
-        progress.detail(f"the debug model: a tiny random GPT-2 in MLflow run {artifact.run_id if artifact else '?'}")
+    return EvaluationSetup(inputs, job_config, len(run_specs.descriptions), tracking_uri, local, progress)
 
-    model = fetch_model(job_config, inputs.scratch_dir, tracking_uri=tracking_uri)
-    helm_home = inputs.scratch_dir / "helm"
+
+def evaluate(setup: EvaluationSetup) -> EvaluationResult:
+    """Fetch the config's model, register it, run HELM, log to MLflow (steps 2-4 after `prepare`).
+
+    In a job HELM's whole output is streamed to stdout (the job's log); with `local` it goes to a log
+    file whose path is reported, and only the start of each run spec is shown.
+    """
+    job_config, scratch = setup.config, setup.inputs.scratch_dir
+    if setup.local and uses_debug_model(job_config):
+        job_config = with_debug_model(job_config, setup.tracking_uri, scratch)
+        setup = replace(setup, config=job_config)
+        artifact = job_config.model.mlflow_artifact
+        setup.progress.detail(
+            f"the debug model: a tiny random GPT-2 in MLflow run {artifact.run_id if artifact else '?'}"
+        )
+    model = fetch_model(job_config, scratch, tracking_uri=setup.tracking_uri)
+    return evaluate_model(setup, model, scratch / "helm")
+
+
+def evaluate_model(
+    setup: EvaluationSetup,
+    model: ModelFiles,
+    helm_home: Path,
+    *,
+    tags: Mapping[str, str] | None = None,
+    run_name: str | None = None,
+    step: int = 0,
+) -> EvaluationResult:
+    """Steps 2-4 for a model that is on disk: register it with HELM, run HELM, log one MLflow run.
+
+    `tags` are added to the run's (a checkpoint's evaluation names its training run and checkpoint);
+    metrics are logged at `step` (a checkpoint's training step). HELM's cache lives in `helm_home`,
+    so one `helm_home` per model: HELM would otherwise answer a new checkpoint from an old one's cache.
+    """
+    job_config, inputs, progress, local = setup.config, setup.inputs, setup.progress, setup.local
     write_helm_model_configs(helm_home / "prod_env", model, model_max_length(model.model_dir, model.tokenizer_dir))
-    nltk_dir = ensure_punkt_tab(helm_home / "nltk_data")
+    nltk_dir = ensure_punkt_tab(inputs.scratch_dir / "helm" / "nltk_data")
     device = describe_device()
     progress.step(f"model: {model.helm_name} from {model.model_dir}, on {device}")
     # Model and tokenizer are local folders now, so HELM loads them without the hub; scenarios that
@@ -135,7 +176,7 @@ def evaluate(
     progress.step(
         f"MLflow: logging {len(outcome.succeeded)} evaluated run specs"
         + (f" ({len(outcome.failed)} failed)" if outcome.failed else "")
-        + f" to {tracking_uri}"
+        + f" to {setup.tracking_uri}"
     )
     record = EvaluationRecord(
         tags=run_tags(
@@ -144,17 +185,27 @@ def evaluate(
             {
                 "cajajejo.device": device,
                 "cajajejo.failed_run_specs": ",".join(f.name for f in outcome.failed),
+                **(tags or {}),
             },
         ),
-        params=helm_params(job_config, len(run_specs.descriptions), model.helm_name),
+        params=helm_params(job_config, setup.run_spec_count, model.helm_name),
         metrics=all_metrics(outcome.suite_dir, outcome.succeeded),
         artifacts=_artifacts(inputs, outcome.suite_dir, outcome.log_path),
-        run_name=job_config.tracking_config.run_name or inputs.job_name,
+        run_name=run_name or job_config.tracking_config.run_name or inputs.job_name,
         experiment_name=job_config.tracking_config.experiment_name,
         failed=bool(outcome.failed),
+        step=step,
     )
-    run_id = log_evaluation(record, tracking_uri, outcome.suite_dir)
-    return EvaluationResult(run_id, tracking_uri, outcome.suite_dir, outcome.log_path, tuple(outcome.failed), device)
+    run_id = log_evaluation(record, setup.tracking_uri, outcome.suite_dir)
+    return EvaluationResult(
+        run_id,
+        setup.tracking_uri,
+        outcome.suite_dir,
+        outcome.log_path,
+        tuple(outcome.failed),
+        device,
+        record.metrics,
+    )
 
 
 def _artifacts(inputs: RuntimeInputs, suite_dir: Path, log_path: Path) -> tuple[tuple[str, Path], ...]:

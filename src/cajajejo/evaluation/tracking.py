@@ -36,6 +36,7 @@ class EvaluationRecord:
     run_name: str
     experiment_name: str
     failed: bool
+    step: int = 0  # of every metric: a checkpoint's training step, 0 for a model outside training
 
 
 def seed_tags(config: EvaluationJobConfig, inputs: RuntimeInputs) -> dict[str, str]:
@@ -90,7 +91,7 @@ def _log_evaluation(record: EvaluationRecord, tracking_uri: str, results_dir: Pa
         params = [Param(k, v) for k, v in record.params.items()]
         client.log_batch(run_id, params=params)
         timestamp = int(run.info.start_time)
-        metrics = [Metric(k, v, timestamp, 0) for k, v in sorted(record.metrics.items())]
+        metrics = [Metric(k, v, timestamp, record.step) for k, v in sorted(record.metrics.items())]
         for chunk in _chunks(metrics, BATCH):
             client.log_batch(run_id, metrics=chunk)
         for folder, path in record.artifacts:

@@ -11,17 +11,19 @@ from collections.abc import Callable
 from typing import Any
 
 from cajajejo import kube
+from cajajejo.names import dns1035_label_problem
 
-_NAMESPACED_KINDS = {"Job", "ConfigMap", "Service"}
+_NAMESPACED_KINDS = {"Job", "ConfigMap", "Service", "PersistentVolumeClaim"}
 _NAME_RULES: dict[str, Callable[[str], str | None]] = {
     "Job": kube.dns1123_label_problem,  # the name is also a pod label value, so a label, not a subdomain
     "ConfigMap": kube.dns1123_subdomain_problem,
-    "Service": kube.dns1123_label_problem,  # a DNS label: pods of the job are named under it
+    "Service": dns1035_label_problem,  # an RFC 1035 label: pods are named under it in DNS
     "StorageClass": kube.dns1123_subdomain_problem,
+    "PersistentVolumeClaim": kube.dns1123_subdomain_problem,
 }
 
 
-def semantic_problems(documents: list[Any], *, job_name: str, namespace: str) -> list[str]:
+def semantic_problems(documents: list[Any], *, job_names: list[str], namespace: str) -> list[str]:
     """Every rule violation in the plan, as 'Kind name: field.path: message'."""
     problems: list[str] = []
     configmaps = set()
@@ -48,8 +50,8 @@ def semantic_problems(documents: list[Any], *, job_name: str, namespace: str) ->
             problems += [f"{where}: {p}" for p in _configmap_problems(document)]
         elif kind == "Job":
             jobs.append(document)
-    if [job["metadata"].get("name") for job in jobs] != [job_name]:
-        problems.append(f"plan: expected exactly one Job named {job_name!r}")
+    if [job["metadata"].get("name") for job in jobs] != job_names:
+        problems.append(f"plan: expected the Jobs {', '.join(map(repr, job_names))}, in this order")
     for job in jobs:
         where = f"Job {job['metadata'].get('name')}"
         problems += [f"{where}: {p}" for p in _job_problems(job, configmaps)]

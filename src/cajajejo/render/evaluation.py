@@ -20,20 +20,24 @@ def render_evaluation_plan(
     provenance: Provenance | None = None,
     options: RenderOptions | None = None,
 ) -> Plan:
-    config = loaded.config
     provenance = provenance or Provenance()
     inputs = JobInputs(
         KIND,
-        config,
+        loaded.config,
         evaluation_inputs(loaded, run_specs),
         input_paths={runtime_contract.ENV_HELM_CONFIG_PATH: provenance.helm_config_path},
         path_annotations={f"{LABEL_PREFIX}/helm-config-path": provenance.helm_config_path},
     )
-    return render_plan(inputs, provenance, options or RenderOptions(), lambda job: _evaluation_context(config))
+    return render_plan(inputs, provenance, options or RenderOptions(), lambda job: evaluation_context())
 
 
-def _evaluation_context(config: EvaluationJobConfig) -> dict[str, Any]:
+def evaluation_context(*, watch: str | None = None, role: str | None = None) -> dict[str, Any]:
+    """What the evaluation's containers run: fetch the config's model, then evaluate it; or, with `watch`,
+    evaluate each checkpoint that appears in that folder (each one is the model: nothing to fetch)."""
     eval_config_path = f"{runtime_contract.CONFIG_DIR}/{runtime_contract.EVAL_CONFIG_FILE}"
+    evaluate = ["cajajejo", "--trace", "evaluate"]
+    if watch is not None:
+        return {"commands": {"fetch_model": None, "evaluate": [*evaluate, "--watch", watch, "--role", str(role)]}}
     return {
         "commands": {
             "fetch_model": [
@@ -45,6 +49,6 @@ def _evaluation_context(config: EvaluationJobConfig) -> dict[str, Any]:
                 "--scratch-dir",
                 runtime_contract.SCRATCH_DIR,
             ],
-            "evaluate": ["cajajejo", "--trace", "evaluate"],
+            "evaluate": evaluate,
         },
     }

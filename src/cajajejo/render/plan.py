@@ -33,6 +33,8 @@ LABEL_PREFIX = "cajajejo"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_JOB_NAME = f"{LABEL_PREFIX}/job-name"
 LABEL_JOB_KIND = f"{LABEL_PREFIX}/job-kind"
+LABEL_GROUP = f"{LABEL_PREFIX}/group"  # the objects and pods of a job group, and of each of its tasks
+LABEL_TASK = f"{LABEL_PREFIX}/task"
 
 _CONFIG_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,79}")
 _HEX_SHA = re.compile(r"([0-9a-f]{12})[0-9a-f]{28,}(-dirty)?")
@@ -81,12 +83,24 @@ class Plan:
     namespace: str
     documents: tuple[dict[str, Any], ...]
 
+    @property
+    def title(self) -> str:
+        return f"job {self.job_name}"
+
+    @property
+    def job_names(self) -> tuple[str, ...]:
+        return (self.job_name,)
+
     def to_yaml(self) -> str:
-        header = (
-            f"# Rendered by cajajejo {__version__} for job {self.job_name}.\n"
-            "# Re-render from the job config instead of editing this file.\n"
-        )
-        return dump_documents(self.documents, header=header)
+        return dump_documents(self.documents, header=rendered_header(self.title, "job config"))
+
+
+def rendered_header(title: str, source: str) -> str:
+    """The comment at the top of a rendered file: who wrote it, and where to change it instead."""
+    return (
+        f"# Rendered by cajajejo {__version__} for {title}.\n"
+        f"# Re-render from the {source} instead of editing this file.\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,11 @@ class JobInputs:
     files: dict[str, str]  # ConfigMap file name -> text, hashed into the inputs hash in this order
     input_paths: dict[str, str] = field(default_factory=dict)  # env name -> repo path of a further input
     path_annotations: dict[str, str] = field(default_factory=dict)  # annotation key -> repo path of it
+    # A job that is a task of a group: the group's labels, its inputs hash (of all the group's files) and the
+    # variables that tell the task where the others are.
+    group_labels: dict[str, str] = field(default_factory=dict)
+    inputs_hash: str | None = None  # None: the hash of `files`
+    group_env: dict[str, str] = field(default_factory=dict)
 
 
 def render_plan(
@@ -111,47 +130,78 @@ def render_plan(
     `kind_context` gets the shared part of the context (the `job` mapping) and returns the kind's
     own additions; everything the kinds share (identity, stamps, env, placement) is made here.
     """
-    config = inputs.config
-    k8s = config.kubernetes_config
+    k8s = inputs.config.kubernetes_config
     if options.job_name is not None:
         job_name = check_dns_label(options.job_name, "--job-name")
     else:
         job_name = generate_job_name(k8s.job_name_prefix, options.rng, kind=inputs.kind)
+    namespace = plan_namespace(options, k8s.namespace)
+    context = job_context(inputs, job_name, namespace, provenance, options, kind_context)
+    documents = render_documents(f"{inputs.kind}/plan.yaml.j2", context, options.template_dir)
+    check_documents(documents, [job_name], namespace, options.kubernetes_version)
+    return Plan(job_name, namespace, tuple(documents))
+
+
+def plan_namespace(options: RenderOptions, configured: str | None) -> str:
+    """--namespace, else the config's, else the setting; a bad Kubernetes version is refused here too, before
+    any rendering."""
+    resolve_version(options.kubernetes_version)
     if options.namespace is not None:
-        namespace = check_dns_label(options.namespace, "--namespace")
-    else:
-        namespace = k8s.namespace or check_dns_label(options.default_namespace, "setting namespace")
-    resolve_version(options.kubernetes_version)  # a bad version is the user's error, before any rendering
-    job = _shared_job_context(inputs, job_name, namespace, provenance)
-    job["service_account"] = k8s.service_account or _checked_default_service_account(options)
-    context = {
+        return check_dns_label(options.namespace, "--namespace")
+    return configured or check_dns_label(options.default_namespace, "setting namespace")
+
+
+def job_context(
+    inputs: JobInputs,
+    job_name: str,
+    namespace: str,
+    provenance: Provenance,
+    options: RenderOptions,
+    kind_context: Callable[[dict[str, Any]], dict[str, Any]],
+) -> dict[str, Any]:
+    """What a job config's templates are rendered with: the shared part, then the kind's own."""
+    config = inputs.config
+    inputs_hash = inputs.inputs_hash or inputs_sha256(*inputs.files.values())
+    identity = {**job_labels(inputs.kind, job_name), **inputs.group_labels}
+    job = stamped_identity(identity, job_name, namespace, provenance, inputs_hash, inputs.path_annotations)
+    job.update(
+        image=config.image_reference,
+        node_selector=node_selector(config.kubernetes_config.node_selector, config.compute_config.accelerator),
+        env=_config_env(inputs, job_name, provenance),
+        service_account=config.kubernetes_config.service_account or checked_default_service_account(options),
+    )
+    return {
         "config": config,
         "job": job,
         "files": inputs.files,
         "paths": {"config_dir": runtime_contract.CONFIG_DIR, "scratch_dir": runtime_contract.SCRATCH_DIR},
-        "storage_class": _storage_class(config),
+        "scratch": config.compute_config.scratch,
+        "claims": [],
+        "storage_class": storage_class(config),
         **kind_context(job),
     }
 
-    entry = f"{inputs.kind}/plan.yaml.j2"
-    template = template_environment(options.template_dir).get_template(entry)
+
+def render_documents(entry: str, context: dict[str, Any], template_dir: Path | None) -> list[Any]:
+    """The objects template `entry` makes with `context`, parsed back."""
+    template = template_environment(template_dir).get_template(entry)
     try:
-        rendered = template.render(context)
-        documents = load_documents(rendered, trusted=True)
+        return load_documents(template.render(context), trusted=True)
     except Exception as exc:  # a bug in a template (ours or a user's override): say where, not a traceback
         raise RenderedManifestError(f"rendering {entry} failed: {exc} ({_BLAME})") from exc
 
+
+def check_documents(documents: list[Any], job_names: list[str], namespace: str, kubernetes_version: str) -> None:
     problems = manifest_problems(
-        documents, job_name=job_name, namespace=namespace, kubernetes_version=options.kubernetes_version
+        documents, job_names=job_names, namespace=namespace, kubernetes_version=kubernetes_version
     )
     if problems:
         raise RenderedManifestError(
             f"the rendered manifests are invalid ({_BLAME}):\n" + "\n".join(f"  {p}" for p in problems)
         )
-    return Plan(job_name, namespace, tuple(documents))
 
 
-def _checked_default_service_account(options: RenderOptions) -> str | None:
+def checked_default_service_account(options: RenderOptions) -> str | None:
     account = options.default_service_account
     problem = dns1123_subdomain_problem(account) if account is not None else None
     if problem:
@@ -160,11 +210,15 @@ def _checked_default_service_account(options: RenderOptions) -> str | None:
 
 
 def manifest_problems(
-    documents: list[Any], *, job_name: str, namespace: str, kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
+    documents: list[Any],
+    *,
+    job_names: list[str],
+    namespace: str,
+    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION,
 ) -> list[str]:
-    """Everything wrong with a job's manifests: the rules the schema misses, then the schema itself."""
+    """Everything wrong with a plan's manifests: the rules the schema misses, then the schema itself."""
     version = resolve_version(kubernetes_version)
-    problems = semantic_problems(documents, job_name=job_name, namespace=namespace)
+    problems = semantic_problems(documents, job_names=job_names, namespace=namespace)
     for document in documents:
         if isinstance(document, dict):
             problems += [f"{_describe(document)}: {p}" for p in schema_problems(document, version)]
@@ -195,7 +249,7 @@ def _version_label(config_version: str) -> str:
     return short[:63].rstrip("-_.")
 
 
-def _storage_class(config: JobConfigBase) -> dict[str, Any] | None:
+def storage_class(config: JobConfigBase) -> dict[str, Any] | None:
     """The StorageClass the config asks to have made for its scratch volume, or None."""
     scratch = config.compute_config.scratch
     if scratch.provision_storage_class is None:
@@ -205,6 +259,14 @@ def _storage_class(config: JobConfigBase) -> dict[str, Any] | None:
         "disk_type": scratch.provision_storage_class.disk_type,
         "labels": {LABEL_MANAGED_BY: LABEL_PREFIX},
     }
+
+
+def node_selector(selector: dict[str, str], accelerator: str | None) -> dict[str, str]:
+    """The pods' node selector: the configured one, and the GKE accelerator label when there are GPUs."""
+    selected = dict(selector)
+    if accelerator is not None:
+        selected[GKE_ACCELERATOR_LABEL] = accelerator
+    return selected
 
 
 def job_labels(kind: str, job_name: str) -> dict[str, str]:
@@ -217,10 +279,19 @@ def kubelet_literal(value: str) -> str:
     return value.replace("$", "$$")
 
 
-def _shared_job_context(inputs: JobInputs, job_name: str, namespace: str, provenance: Provenance) -> dict[str, Any]:
-    config = inputs.config
-    inputs_hash = inputs_sha256(*inputs.files.values())
-    identity = job_labels(inputs.kind, job_name)
+def stamped_identity(
+    identity: dict[str, str],
+    name: str,
+    namespace: str,
+    provenance: Provenance,
+    inputs_hash: str,
+    path_annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The part of a template context every object of a plan shares: its name, labels and provenance stamps.
+
+    `identity` are the labels that select the object's pods (and that logs, status and cleanup use);
+    the stamps (commit, input paths and hash, tool version) say what the object was made from.
+    """
     labels = {
         **identity,
         f"{LABEL_PREFIX}/config-version": _version_label(provenance.config_version),
@@ -230,13 +301,26 @@ def _shared_job_context(inputs: JobInputs, job_name: str, namespace: str, proven
     annotations = {
         f"{LABEL_PREFIX}/config-version": provenance.config_version,
         f"{LABEL_PREFIX}/config-path": provenance.config_path,
-        **inputs.path_annotations,
+        **(path_annotations or {}),
         f"{LABEL_PREFIX}/inputs-sha256": inputs_hash,
     }
-    node_selector = dict(config.kubernetes_config.node_selector)
-    if config.compute_config.accelerator is not None:
-        node_selector[GKE_ACCELERATOR_LABEL] = config.compute_config.accelerator
-    env = {
+    return {
+        "name": name,
+        "namespace": namespace,
+        "configmap_name": name,
+        "labels": labels,
+        "annotations": annotations,
+        "pod_labels": identity,
+        "subdomain": None,  # a pod's DNS subdomain: the headless Service that names it, if any
+        "hostname": None,  # a single pod's own hostname under that subdomain (an Indexed Job's are set for it)
+        "field_env": {},  # env read from the pod's own fields (downward API), e.g. an Indexed Job's index
+    }
+
+
+def _config_env(inputs: JobInputs, job_name: str, provenance: Provenance) -> dict[str, str]:
+    """What a job config's containers are told: the stamps, the runtime's paths, MLflow, then the user's env."""
+    config = inputs.config
+    return {
         runtime_contract.ENV_CONFIG_VERSION: provenance.config_version,
         runtime_contract.ENV_CONFIG_PATH: provenance.config_path,
         **inputs.input_paths,
@@ -244,17 +328,11 @@ def _shared_job_context(inputs: JobInputs, job_name: str, namespace: str, proven
         runtime_contract.ENV_CONFIG_DIR: runtime_contract.CONFIG_DIR,
         runtime_contract.ENV_SCRATCH_DIR: runtime_contract.SCRATCH_DIR,
         runtime_contract.ENV_MLFLOW_TRACKING_URI: config.mlflow_config.tracking_uri,
-        **{name: kubelet_literal(value) for name, value in config.kubernetes_config.env.items()},
+        **inputs.group_env,
+        **user_env(config.kubernetes_config.env),
     }
-    return {
-        "name": job_name,
-        "namespace": namespace,
-        "configmap_name": job_name,
-        "labels": labels,
-        "annotations": annotations,
-        "pod_labels": identity,
-        "image": config.image_reference,
-        "node_selector": node_selector,
-        "env": env,
-        "field_env": {},  # env read from the pod's own fields (downward API), e.g. an Indexed Job's index
-    }
+
+
+def user_env(env: dict[str, str]) -> dict[str, str]:
+    """The user's own variables, passed on exactly as written (see `kubelet_literal`)."""
+    return {name: kubelet_literal(value) for name, value in env.items()}

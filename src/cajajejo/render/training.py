@@ -6,16 +6,19 @@ the Job's `subdomain` set to the Service, the DNS name `<job>-<i>.<job>.<namespa
 it has an address (`publishNotReadyAddresses`), before any readiness. Pod 0's name is the c10d
 rendezvous endpoint. torchrun restarts the whole world when a worker fails (`max_restarts`); a pod that
 fails for good is replaced by the Job (`backoffLimit`), and its replacement joins the next rendezvous.
+A training task of a group is the same Job, named under the group's Service instead (`render/group.py`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from cajajejo import runtime_contract
-from cajajejo.config.loader import LoadedConfig, check_inputs_fit_a_configmap
+from cajajejo.config.loader import LoadedConfig, training_inputs
 from cajajejo.config.training import TrainingJobConfig
 from cajajejo.errors import Problem, UserInputError
+from cajajejo.names import dns1035_label_problem, pod_dns_name
 from cajajejo.render.plan import JobInputs, Plan, Provenance, RenderOptions, kubelet_literal, render_plan
 from cajajejo.torchrun import torchrun_command
 
@@ -24,13 +27,7 @@ ENTRY_TEMPLATE = f"{KIND}/plan.yaml.j2"
 # The annotation the Job controller puts on each pod of an Indexed Job; its value is the pod's index.
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 TRAINER_CONTAINER = "trainer"
-
-
-def training_inputs(loaded: LoadedConfig[TrainingJobConfig]) -> dict[str, str]:
-    """The files a training job's ConfigMap carries (the config itself), checked to fit."""
-    files = {runtime_contract.TRAIN_CONFIG_FILE: loaded.text}
-    check_inputs_fit_a_configmap(files, loaded.path)
-    return files
+RENDEZVOUS = "rendezvous"
 
 
 def render_training_plan(
@@ -39,46 +36,80 @@ def render_training_plan(
     options: RenderOptions | None = None,
 ) -> Plan:
     inputs = JobInputs(KIND, loaded.config, training_inputs(loaded))
-    return render_plan(inputs, provenance or Provenance(), options or RenderOptions(), _context_for(loaded.config))
 
-
-def pod_dns_name(job_name: str, namespace: str, index: int) -> str:
-    """Pod `index`'s stable name: `<job>-<index>` in the Service `<job>` (resolvable from any pod)."""
-    return f"{job_name}-{index}.{job_name}.{namespace}.svc"
-
-
-def _context_for(config: TrainingJobConfig) -> Any:
     def context(job: dict[str, Any]) -> dict[str, Any]:
-        training = config.training
-        _check_hostnames_fit(job["name"], training.nnodes)
-        master_addr = pod_dns_name(job["name"], job["namespace"], 0)
-        port = training.rendezvous.port
-        # Pod env first, so that the command's $(VAR) references are defined in the container.
-        job["field_env"] = {
-            runtime_contract.ENV_NODE_RANK: f"metadata.annotations['{COMPLETION_INDEX}']",
-            runtime_contract.ENV_RANK: f"metadata.annotations['{COMPLETION_INDEX}']",
-        }
-        job["env"] = {**_world_env(config, master_addr, port), **job["env"]}
-        return {
-            "service": {"name": job["name"], "port": port},
-            "trainer": {
-                "container": TRAINER_CONTAINER,
-                "command": torchrun_command(
-                    config,
-                    node_rank=f"$({runtime_contract.ENV_NODE_RANK})",
-                    rendezvous_host=f"$({runtime_contract.ENV_MASTER_ADDR})",
-                    run_id=job["name"],
-                    config_path=f"{runtime_contract.CONFIG_DIR}/{runtime_contract.TRAIN_CONFIG_FILE}",
-                    literal=kubelet_literal,
-                ),
-                "gpus": config.compute_config.gpu_count,
-                "volumes": [
-                    {"name": f"volume-{i}", **volume.model_dump()} for i, volume in enumerate(training.volumes)
-                ],
-            },
-        }
+        _check_own_service_name(job["name"], loaded.config.training.nnodes)
+        return training_context(loaded.config, job, service=job["name"])
 
-    return context
+    return render_plan(inputs, provenance or Provenance(), options or RenderOptions(), context)
+
+
+def training_context(
+    config: TrainingJobConfig, job: dict[str, Any], *, service: str, claims: Sequence[tuple[str, str]] = ()
+) -> dict[str, Any]:
+    """The torchrun world of `config` in the Job `job`, its pods named under the headless Service `service`.
+
+    `claims` are further PersistentVolumeClaims (name, mount path) its pods mount: a group's volumes.
+    """
+    training = config.training
+    port = training.rendezvous.port
+    job["subdomain"] = service
+    # Pod env first, so that the command's $(VAR) references are defined in the container.
+    job["field_env"] = rank_env(runtime_contract.ENV_NODE_RANK, runtime_contract.ENV_RANK)
+    master_addr = pod_dns_name(job["name"], service, job["namespace"], 0)
+    job["env"] = {**_world_env(config, master_addr, port), **job["env"]}
+    gpus = config.compute_config.gpu_count
+    own = [(volume.claim_name, volume.mount_path, volume.read_only) for volume in training.volumes]
+    return {
+        "service": {
+            "name": service,
+            "namespace": job["namespace"],
+            "labels": job["labels"],
+            "annotations": job["annotations"],
+            "selector": job["pod_labels"],
+            "ports": [{"name": RENDEZVOUS, "port": port, "targetPort": port}],
+        },
+        "pod": {
+            "nodes": training.nnodes,
+            "container": TRAINER_CONTAINER,
+            "command": torchrun_command(
+                config,
+                node_rank=f"$({runtime_contract.ENV_NODE_RANK})",
+                rendezvous_host=f"$({runtime_contract.ENV_MASTER_ADDR})",
+                run_id=job["name"],
+                config_path=f"{runtime_contract.CONFIG_DIR}/{runtime_contract.TRAIN_CONFIG_FILE}",
+                literal=kubelet_literal,
+            ),
+            "ports": [{"name": RENDEZVOUS, "containerPort": port}],
+            "resources": pod_resources(config.compute_config.cpu, config.compute_config.memory, gpus),
+        },
+        "claims": claim_mounts([*own, *((name, path, False) for name, path in claims)]),
+    }
+
+
+def rank_env(*names: str) -> dict[str, str]:
+    """Variables that hold the pod's index in its Indexed Job (a node rank), read from the pod's annotation."""
+    return dict.fromkeys(names, f"metadata.annotations['{COMPLETION_INDEX}']")
+
+
+def pod_resources(cpu: str | None, memory: str | None, gpus: int, *, memory_limit: bool = True) -> dict[str, Any]:
+    """A container's requests and limits: CPU and memory asked for, memory (unless a minimum) and GPUs capped.
+
+    CPU is never limited: a CPU limit throttles a process that could use an idle core.
+    """
+    requests = {key: value for key, value in (("cpu", cpu), ("memory", memory)) if value is not None}
+    limits: dict[str, str] = {"memory": memory} if memory is not None and memory_limit else {}
+    if gpus:
+        limits["nvidia.com/gpu"] = str(gpus)
+    return {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
+
+
+def claim_mounts(claims: list[tuple[str, str, bool]]) -> list[dict[str, Any]]:
+    """PersistentVolumeClaims (claim, mount path, read only) as the pod templates mount them."""
+    return [
+        {"name": f"volume-{i}", "claim_name": claim, "mount_path": path, "read_only": read_only}
+        for i, (claim, path, read_only) in enumerate(claims)
+    ]
 
 
 def _world_env(config: TrainingJobConfig, master_addr: str, port: int) -> dict[str, str]:
@@ -103,14 +134,16 @@ def _world_env(config: TrainingJobConfig, master_addr: str, port: int) -> dict[s
     return env
 
 
-def _check_hostnames_fit(job_name: str, nnodes: int) -> None:
-    # Pod hostnames are `<job>-<index>` and must stay DNS labels (at most 63 characters).
+def _check_own_service_name(job_name: str, nnodes: int) -> None:
+    # The job's Service has its name, and pod hostnames are `<job>-<index>` (DNS labels, at most 63 characters).
+    problem = dns1035_label_problem(job_name)
     longest = f"{job_name}-{nnodes - 1}"
-    if len(longest) > 63:
-        raise UserInputError(
-            Problem(
-                "job name",
-                f"{job_name!r} is too long for {nnodes} pods: hostname {longest!r} exceeds 63 characters; "
-                "choose a shorter --job-name or kubernetes_config.job_name_prefix",
-            )
+    if problem is not None:
+        problem += " (it also names the job's Service)"
+    elif len(longest) > 63:
+        problem = (
+            f"is too long for {nnodes} pods: hostname {longest!r} exceeds 63 characters; "
+            "choose a shorter --job-name or kubernetes_config.job_name_prefix"
         )
+    if problem:
+        raise UserInputError(Problem("job name", f"{job_name!r} {problem}"))

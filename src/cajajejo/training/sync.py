@@ -3,7 +3,9 @@
 A stop request (SIGTERM, SIGUSR1) may reach any rank, or all of them at different moments; every rank
 must stop after the same step, or the others wait forever in their next gradient all-reduce. So the
 ranks agree: at a *sync point* each rank adds its flag to one all-reduce, and all of them see the
-same sum. The same all-reduce averages the per-step losses over the ranks for the log and MLflow.
+same sum. The same all-reduce averages the per-step losses over the ranks for the log and MLflow, and
+carries rank 0's finding of an early-stop request (a file in the checkpoint directory: only rank 0
+looks, so that N ranks do not poll a shared volume).
 
 A sync point every step would cost an extra collective per step (~0.6 ms with gloo on CPU, 10% of a
 small model's step), so sync points come every `interval` steps, where the interval grows until a
@@ -18,6 +20,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -32,11 +35,24 @@ MAX_INTERVAL = 1000
 
 
 class StopRequests:
-    """Remembers the first stop signal this process received; the training loop reads it at sync points."""
+    """Remembers the first stop signal this process received; the training loop reads it at sync points.
 
-    def __init__(self) -> None:
+    Also the early-stop request someone left in the checkpoint directory (`CheckpointDir.request_stop`):
+    rank 0 looks for it with `check_request` at each sync point (one failed open while there is none,
+    every ~TARGET_SECONDS, not every step), and the sync all-reduce tells every rank.
+    """
+
+    def __init__(self, check_request: Callable[[], str | None] | None = None) -> None:
         self.signal_name: str | None = None
+        self.check_request = check_request
+        self.request_reason: str | None = None  # what check_request found (rank 0 only)
         self._previous: dict[int, Any] = {}
+
+    def poll_request(self) -> bool:
+        """Look for an early-stop request once (rank 0, at a sync point); True once one was found."""
+        if self.request_reason is None and self.check_request is not None:
+            self.request_reason = self.check_request()
+        return self.request_reason is not None
 
     def install(self) -> None:
         """Catch STOP_SIGNALS from now on (main thread only; elsewhere signals cannot be caught)."""
@@ -62,7 +78,8 @@ class StopRequests:
 class SyncReport:
     """What all ranks agreed on at one sync point."""
 
-    stop_requested: bool
+    stop_requested: bool  # a stop signal reached some rank
+    early_stop: bool  # rank 0 found an early-stop request in the checkpoint directory
     losses: list[float]  # per step since the last sync point, averaged over the ranks
     learning_rates: list[float]  # per step, as this rank used them (the same on every rank)
     seconds: float  # this rank's time for those steps
@@ -99,14 +116,17 @@ class StepSync:
         per_step = seconds / steps if steps else TARGET_SECONDS
         # Grow at most twofold per sync point, so that the first log lines come early.
         proposal = min(MAX_INTERVAL, 2 * self.interval, max(1, round(TARGET_SECONDS / max(per_step, 1e-9))))
-        header = torch.tensor([1.0 if self.stops.signal_name else 0.0, float(proposal)], dtype=torch.float64)
+        early_stop = 1.0 if self.world.is_main and self.stops.poll_request() else 0.0
+        signalled = 1.0 if self.stops.signal_name else 0.0
+        header = torch.tensor([signalled, float(proposal), early_stop], dtype=torch.float64)
         losses = torch.stack(self._losses).to(torch.float64) if steps else torch.zeros(0, dtype=torch.float64)
         vector = torch.cat([header.to(losses.device), losses])
         values = self.world.all_reduce_sum(vector).tolist()
         self.interval = max(1, round(values[1] / self.world.size))  # the same on every rank: the same sum
         report = SyncReport(
             stop_requested=values[0] > 0,
-            losses=[value / self.world.size for value in values[2:]],
+            early_stop=values[2] > 0,
+            losses=[value / self.world.size for value in values[3:]],
             learning_rates=self._learning_rates,
             seconds=seconds,
         )

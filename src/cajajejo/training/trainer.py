@@ -10,6 +10,11 @@ last step, validation then a checkpoint (the `best` pointer follows the lowest v
 else a checkpoint every `checkpoints.every_steps`; then, if a stop was agreed or this process has
 done its `--stop-after-steps`, a checkpoint (unless one was just written) and exit 0.
 
+An early-stop request (`stop_request.json` in the checkpoint directory, from an evaluator or
+`cajajejo checkpoints request-stop`) is a stop that ends training: rank 0 finds it at a sync point,
+all ranks stop after that step, rank 0 checkpoints and marks training complete, so evaluators finish
+their work and exit. A trainer restarted later finds the request and only marks completion again.
+
 Resume: the newest published checkpoint restores model, optimizer, LR scheduler, each rank's RNG
 states and the data position; with the same world size and seed, the steps that follow are bitwise
 the ones an uninterrupted run takes (on CPU; CUDA kernels are not all deterministic).
@@ -31,7 +36,7 @@ from torch import nn
 from cajajejo import runtime_contract
 from cajajejo.checkpoints import CheckpointDir, checkpoint_name
 from cajajejo.config.training import TrainerConfig, TrainingJobConfig
-from cajajejo.errors import Problem, UserInputError
+from cajajejo.errors import Problem, UserInputError, printable
 from cajajejo.run_tags import run_tags, stamps_from_env
 from cajajejo.training.data import SampleOrder
 from cajajejo.training.state import (
@@ -46,8 +51,11 @@ from cajajejo.training.tasks import Task, build_task
 from cajajejo.training.tracking import MlflowRunLog, NoRunLog, RunLog, RunRequest, flatten, now_ms
 from cajajejo.training.world import World, join_world, leave_world
 
+EARLY_STOP = "stop-request"  # the [STOP] line's reason: stop-request:<the request's reason>
+
 # Seconds to sleep after each step: slows a tiny run down enough to interrupt it in a preemption drill (tests).
 STEP_DELAY_ENV = "CAJAJEJO_TRAINING_STEP_DELAY"
+DECLARED_WORKER = "declared-by-group"  # the watcher registration a group makes for its evaluators ahead
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,8 @@ class Trainer:
         self.world = world
         self.stops = stops
         self.checkpoints = CheckpointDir(options.checkpoint_dir)
+        if world.is_main:
+            stops.check_request = self._early_stop_reason
         self.say(
             f"[DDP] world={world.size} backend={world.backend} device={world.device} "
             f"nnodes={world.nnodes} nproc_per_node={world.local_size}"
@@ -189,26 +199,50 @@ class Trainer:
             ),
         )
 
+    def _register_evaluator_roles(self) -> None:
+        """Register the roles a job group says will evaluate these checkpoints: pruning then waits for them."""
+        roles = os.environ.get(runtime_contract.ENV_CHECKPOINT_ROLES, "")
+        for role in (part.strip() for part in roles.split(",")):
+            if role:
+                self.checkpoints.register_watcher(role, DECLARED_WORKER)
+
     # The loop
 
     def run(self) -> int:
-        if self.progress.global_step >= self.total_steps:
-            self._complete()  # a restart after the end: make sure best and complete are marked, nothing else
+        early_stop = self.world.from_main(self._early_stop_reason() if self.world.is_main else None)
+        if self.progress.global_step >= self.total_steps or early_stop is not None:
+            # A restart after the end (or after an early stop): make sure best and complete are marked, nothing else.
+            if early_stop is not None:
+                self._say_stopped(f"{EARLY_STOP}:{early_stop}")
+            self._complete(early_stop)
             return 0
         if self.world.is_main:
             self.checkpoints.clear_complete()  # training goes on (a larger max_steps): evaluators keep waiting
+            self._register_evaluator_roles()
         self.run_log = self._open_run_log()
         status = "FAILED"
         try:
             reason = self._loop()
-            status = "FINISHED" if reason is None else "KILLED"
+            finished = reason is None or reason.startswith(EARLY_STOP)
+            status = "FINISHED" if finished else "KILLED"
         finally:
             self.run_log.close(status)
-        if reason is None:
-            self._complete()
-        elif self.world.is_main:
-            self.say(f"[STOP] step={self.progress.global_step} reason={reason} checkpoint={self._latest_name()}")
+        if reason is not None:
+            self._say_stopped(reason)
+        if finished:
+            self._complete(self.stops.request_reason if reason else None)
         return 0
+
+    def _say_stopped(self, reason: str) -> None:
+        if self.world.is_main:
+            self.say(f"[STOP] step={self.progress.global_step} reason={reason} checkpoint={self._latest_name()}")
+
+    def _early_stop_reason(self) -> str | None:
+        """The early-stop request's reason as one log token (rank 0), or None when nobody asked."""
+        request = self.checkpoints.stop_request()
+        if request is None:
+            return None
+        return "_".join(printable(request.reason).split())[:100] or "-"
 
     def _loop(self) -> str | None:
         """Train until the end (returns None) or an agreed stop (returns why)."""
@@ -232,7 +266,9 @@ class Trainer:
             if sync.due(forced=epoch_end or last or periodic or segment_end):
                 report = sync.exchange()
                 self._report(report)
-                if report.stop_requested:
+                if report.early_stop:  # before signals: a request ends training, a signal only pauses it
+                    stop = f"{EARLY_STOP}:{self.stops.request_reason}" if self.world.is_main else EARLY_STOP
+                elif report.stop_requested:
                     stop = self.stops.signal_name or "signal-to-another-rank"
             if epoch_end or last:
                 self._validate_and_checkpoint(epoch_end)
@@ -364,13 +400,14 @@ class Trainer:
         if current is None or current.name != best.name:
             self.checkpoints.mark_best(best.name, val_loss=best.metadata["val_loss"], step=best.step)
 
-    def _complete(self) -> None:
+    def _complete(self, early_stop: str | None = None) -> None:
         if not self.world.is_main:
             return
         self._update_best()
         best = self.checkpoints.best()
         best_name = best.name if best else None
-        self.checkpoints.mark_complete(step=self.progress.global_step, best=best_name)
+        stopped = {"early_stop": early_stop} if early_stop else {}
+        self.checkpoints.mark_complete(step=self.progress.global_step, best=best_name, **stopped)
         speed = self.trained_samples / self.train_seconds if self.train_seconds else 0.0
         best_loss = f" best_val_loss={best.metadata['val_loss']:.4f}" if best else ""
         self.say(

@@ -1,0 +1,97 @@
+"""Options and helpers that the job and group commands share, so that they mean the same everywhere."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+NAMESPACE_OPTION = click.option("--namespace", help="Namespace of the job or group (default: the namespace setting).")
+
+
+# Options every parse command takes (jobs and groups): where, which commit, which schema, which templates.
+NAMESPACE_TO_RENDER = click.option(
+    "--namespace", help="Namespace of the objects (default: the config's, else the namespace setting)."
+)
+CONFIG_VERSION_TO_STAMP = click.option(
+    "--config-version", default="unversioned", show_default=True, help="Commit SHA stamped in."
+)
+KUBERNETES_VERSION = click.option(
+    "--kubernetes-version", default=None, help="Validate against this Kubernetes version's schema."
+)
+TEMPLATE_DIR = click.option(
+    "--template-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder whose templates override the built-in ones (same relative paths).",
+)
+
+
+# Options every submit command takes (jobs and groups).
+SUBMIT_CONFIG_VERSION = click.option(
+    "--config-version",
+    help="The commit you mean to submit; refused unless it matches the checked-out one (or the spec's stamp).",
+)
+SUBMIT_NAMESPACE = click.option(
+    "--namespace", help="Namespace to submit to (default: the config's, else the namespace setting)."
+)
+DRY_RUN = click.option("--dry-run", is_flag=True, help="Let the cluster validate everything but create nothing.")
+ALLOW_DIRTY_REPO = click.option(
+    "--allow-dirty-repo", is_flag=True, help="Render from a dirty tree, stamped '<sha>-dirty'."
+)
+
+
+def spec_output_option(needs: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--kubernetes-job-spec-output-path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help=f"Also save the rendered spec here{needs}.",
+    )
+
+
+def with_options(options: list[Callable[[Any], Any]], command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with `options`, listed in the order `--help` shows them."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def options_from(flags: dict[str, Any]) -> Any:
+    """RenderOptions from the flags of a parse command, with the defaults from settings."""
+    from cajajejo.render.plan import RenderOptions
+    from cajajejo.render.schema import DEFAULT_KUBERNETES_VERSION
+    from cajajejo.settings import load_settings
+
+    seed = flags.get("seed")
+    return RenderOptions.from_settings(
+        load_settings(),
+        job_name=flags.get("job_name"),
+        namespace=flags["namespace"],
+        kubernetes_version=flags["kubernetes_version"] or DEFAULT_KUBERNETES_VERSION,
+        template_dir=flags["template_dir"],
+        rng=random.Random(seed) if seed is not None else None,  # noqa: S311 - names, not secrets
+    )
+
+
+def write_plan(plan: Any, output: Path) -> None:
+    """Write a rendered plan to OUTPUT ('-': stdout) whole or not at all, and say what was written."""
+    from cajajejo.files import write_text_atomically
+    from cajajejo.render.checks import client_side_apply_warnings
+
+    write_text_atomically(output, plan.to_yaml())
+    for note in client_side_apply_warnings(list(plan.documents)):
+        click.echo(f"warning: {note}", err=True)
+    if str(output) != "-":
+        click.echo(f"wrote {output}: {plan.title} in namespace {plan.namespace}", err=True)
+
+
+def cluster_and_namespace(namespace: str | None) -> tuple[Any, str]:
+    from cajajejo.backends.kubernetes import KubernetesCluster, load_api_client
+    from cajajejo.render.names import check_dns_label
+    from cajajejo.settings import load_settings
+
+    settings = load_settings()
+    namespace = check_dns_label(namespace or settings.get("namespace") or "default", "--namespace")
+    return KubernetesCluster(load_api_client(settings.get("kube_context"))), namespace
