@@ -161,7 +161,8 @@ def run_group(group: Path, local: bool, workdir: Path | None, tracking_uri: str 
     from cajajejo.backends.local_group import run_group_locally
     from cajajejo.evaluation.runner import mlflow_ui_command
 
-    folder = workdir or Path(".tmp/groups") / group.name.split(".")[0]
+    stem = group.name.removesuffix(".yml").removesuffix(".yaml").removesuffix(".group")
+    folder = workdir or Path(".tmp/groups") / stem
     run = run_group_locally(group, workdir=folder, tracking_uri=tracking_uri)
     for name, path in run.volumes.items():
         click.echo(f"volume {name}: {path}")
