@@ -57,7 +57,7 @@ def training_context(
     # Pod env first, so that the command's $(VAR) references are defined in the container.
     job["field_env"] = rank_env(runtime_contract.ENV_NODE_RANK, runtime_contract.ENV_RANK)
     master_addr = pod_dns_name(job["name"], service, job["namespace"], 0)
-    job["env"] = {**_world_env(config, master_addr, port), **job["env"]}
+    job["env"] = {**world_env(config, master_addr, port), **job["env"]}
     gpus = config.compute_config.gpu_count
     own = [(volume.claim_name, volume.mount_path, volume.read_only) for volume in training.volumes]
     return {
@@ -112,7 +112,7 @@ def claim_mounts(claims: list[tuple[str, str, bool]]) -> list[dict[str, Any]]:
     ]
 
 
-def _world_env(config: TrainingJobConfig, master_addr: str, port: int) -> dict[str, str]:
+def world_env(config: TrainingJobConfig, master_addr: str, port: int) -> dict[str, str]:
     training = config.training
     env = {
         runtime_contract.ENV_NNODES: str(training.nnodes),
