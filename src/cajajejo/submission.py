@@ -366,3 +366,41 @@ def _how_to_follow(plan: Plan | GroupPlan) -> list[str]:
         logs = [f"follow its logs:  cajajejo logs {name} --namespace {plan.namespace} --follow"]
     logs.append(f"   or:            invoke get-job-logs {name}")
     return [*logs, f"see its state:    {status} {name} --namespace {plan.namespace}"]
+
+
+def apply_volume(
+    volume_file: Path,
+    *,
+    allow_dirty: bool = False,
+    namespace: str | None = None,
+    dry_run: bool = False,
+    settings: Settings | None = None,
+) -> list[str]:
+    """`cajajejo volumes apply`: make the claim of a SkyPilot volume file from a clean tree, stamped with the
+    commit; applying it again changes nothing. Returns what to tell the user."""
+    from cajajejo.config.group_loader import load_volume_file
+    from cajajejo.render.volume import render_volume_plan
+
+    settings = settings or load_settings()
+    volume = load_volume_file(volume_file)
+    if volume.use_existing:
+        raise UserInputError(
+            Problem(str(volume_file), "use_existing: true names a claim made elsewhere; there is nothing to make")
+        )
+    version, repo_paths = repository_stamps([volume_file], allow_dirty=allow_dirty)
+    options = RenderOptions.from_settings(settings, namespace=namespace)
+    text = read_text_file(volume_file)
+    plan = render_volume_plan(volume, text, Provenance(version, repo_paths[volume_file]), options)
+    cluster = connect(settings)
+    applied, existing = cluster.apply_volume(plan.document, dry_run=dry_run)
+    where = f"namespace {plan.namespace} at {cluster.server}"
+    if existing is None:
+        verb = "validated by the cluster (dry run, nothing created)" if dry_run else "made"
+        return [f"volume {applied.name} {verb}: {where}"]
+    size = existing.spec.resources.requests.get("storage") if existing.spec and existing.spec.resources else None
+    lines = [f"volume {applied.name} exists already (made by volumes apply): nothing changed in {where}"]
+    if size != volume.size:
+        lines.append(
+            f"  it holds {size}, not the {volume.size} the file asks for; a claim's size is changed by its owner"
+        )
+    return lines

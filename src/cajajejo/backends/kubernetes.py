@@ -48,6 +48,7 @@ from cajajejo.render.plan import (
     LABEL_MANAGED_BY,
     LABEL_PREFIX,
     LABEL_TASK,
+    LABEL_VOLUME,
 )
 
 if TYPE_CHECKING:
@@ -580,6 +581,40 @@ class KubernetesCluster:
             deleted.append(f"{kind} {item.metadata.name}")
         return deleted
 
+    def apply_volume(self, document: dict[str, Any], *, dry_run: bool = False) -> tuple[AppliedObject, Any | None]:
+        """Make the claim `document` (from `cajajejo volumes apply`); returns it and, when a claim that an earlier
+        `volumes apply` made of the same name was there already, that one (left as it is: a claim's size and
+        class are not changed by applying again). A claim of that name made otherwise is refused."""
+        try:
+            return self._create(_model(document), dry_run=dry_run), None
+        except _AlreadyExists:
+            name, namespace = _name(document), str(document["metadata"]["namespace"])
+            existing = self._read("PersistentVolumeClaim", name, namespace)
+            if existing is None:  # deleted in between: the next apply makes it
+                raise ClusterError(
+                    f"volume {name} was being deleted in namespace {namespace}; apply it again"
+                ) from None
+            labels = existing.metadata.labels or {}
+            if labels.get(LABEL_MANAGED_BY) == LABEL_PREFIX and labels.get(LABEL_VOLUME) == name:
+                return AppliedObject("PersistentVolumeClaim", name, namespace, _uid(existing)), existing
+            group = labels.get(LABEL_GROUP) if labels.get(LABEL_MANAGED_BY) == LABEL_PREFIX else None
+            whose = f"group {group} made it" if group else "cajajejo did not make it"
+            raise ClusterError(
+                f"PersistentVolumeClaim {name} already exists in namespace {namespace} and {whose}; "
+                "give the volume another name, or mount the claim as it is (use_existing: true)"
+            ) from None
+
+    def delete_volume(self, name: str, namespace: str) -> str:
+        """Delete the claim `volumes apply` made of this name (only that); Kubernetes keeps it until no pod
+        uses it. Returns what happened."""
+        existing = self._read("PersistentVolumeClaim", name, namespace)
+        labels = (existing.metadata.labels or {}) if existing is not None else {}
+        if existing is None or labels.get(LABEL_MANAGED_BY) != LABEL_PREFIX or labels.get(LABEL_VOLUME) != name:
+            made = "no volume" if existing is None else "a claim that `cajajejo volumes apply` did not make"
+            raise ClusterError(f"{made} {name} in namespace {namespace}; leaving it alone")
+        self._delete(AppliedObject("PersistentVolumeClaim", name, namespace, _uid(existing)))
+        return f"PersistentVolumeClaim {name}"
+
     def _managed_job(self, name: str, namespace: str) -> Any:
         with _api_errors(f"read job {name}", namespace):
             job: Any = self._batch.read_namespaced_job(name, namespace)
@@ -668,11 +703,15 @@ def _for(document: dict[str, Any], jobs: list[AppliedObject]) -> dict[str, Any]:
 
 
 def _same_groups_volume(existing: Any, planned: dict[str, Any]) -> bool:
-    """Whether `existing` is a volume cajajejo made for the group `planned` is made for (by an earlier run)."""
+    """Whether `existing` is a volume cajajejo made for the group `planned` is made for (by an earlier run),
+    or one `volumes apply` made of that name."""
     if planned["kind"] != "PersistentVolumeClaim":
         return False
     labels, group = existing.metadata.labels or {}, (planned["metadata"].get("labels") or {}).get(LABEL_GROUP)
-    return group is not None and labels.get(LABEL_MANAGED_BY) == LABEL_PREFIX and labels.get(LABEL_GROUP) == group
+    if group is None or labels.get(LABEL_MANAGED_BY) != LABEL_PREFIX:
+        return False
+    # Made by `cajajejo volumes apply` from the volume file the group names: the group mounts it as it is.
+    return labels.get(LABEL_GROUP) == group or labels.get(LABEL_VOLUME) == _name(planned)
 
 
 def _same_submission(job: dict[str, Any], existing: Any) -> AppliedObject:

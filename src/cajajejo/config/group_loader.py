@@ -296,7 +296,7 @@ class _Reader:
         """The claims the group makes and the ones it only mounts: the header's, then its volume files'."""
         made, existing = list(header.volumes), list(header.existing_volumes)
         for i, ref in enumerate(header.volume_files):
-            volume = self._file(ref, f"volume_files[{i}]", document, _load_volume_file)
+            volume = self._file(ref, f"volume_files[{i}]", document, load_volume_file)
             if volume is not None:
                 if volume.name in [v.name for v in made] + existing:
                     self.problems.add(
@@ -312,7 +312,8 @@ class _Reader:
         return tuple(made), tuple(existing)
 
 
-def _load_volume_file(path: Path) -> VolumeFile:
+def load_volume_file(path: Path) -> VolumeFile:
+    """A SkyPilot volume file, validated (one line per problem, as every config)."""
     name = str(path)
     document = parse_yaml(read_text_file(path), name)
     return validate_document(document, VolumeFile)

@@ -305,7 +305,7 @@ def _group_documents(shared: _Group, group: LoadedGroup) -> list[Any]:
     }
     documents = render_documents("group/service.yaml.j2", {"service": service}, template_dir)
     for volume in group.volumes:
-        documents += render_documents("group/volume.yaml.j2", {"group": stamped, "volume": volume}, template_dir)
+        documents += render_documents("common/volume.yaml.j2", {"stamped": stamped, "volume": volume}, template_dir)
     for wanted in _storage_classes(group):
         documents += render_documents("common/storageclass.yaml.j2", {"storage_class": wanted}, template_dir)
     return documents

@@ -35,6 +35,7 @@ LABEL_JOB_NAME = f"{LABEL_PREFIX}/job-name"
 LABEL_JOB_KIND = f"{LABEL_PREFIX}/job-kind"
 LABEL_GROUP = f"{LABEL_PREFIX}/group"  # the objects and pods of a job group, and of each of its tasks
 LABEL_TASK = f"{LABEL_PREFIX}/task"
+LABEL_VOLUME = f"{LABEL_PREFIX}/volume"  # a claim `cajajejo volumes apply` made, by its name
 
 _CONFIG_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,79}")
 _HEX_SHA = re.compile(r"([0-9a-f]{12})[0-9a-f]{28,}(-dirty)?")
