@@ -12,6 +12,7 @@ looks like this::
       claims/<role>/step-00000120.1.json   an evaluator's claim: attempt 1 of role <role> on that checkpoint
       results/<role>/step-00000120.json    what role <role> found; written once, the first writer wins
       watchers/<role>/<worker>.json        a watcher of <role> registered here: prune waits for that role
+      holds/<role>/step-00000120.json      that checkpoint waits for a result of <role> (one checkpoint only)
       stop_request.json         someone asked the trainer to stop early (first request wins)
 
 Writing a checkpoint (`CheckpointDir.write`, or `begin` + `publish` when several processes write
@@ -49,11 +50,32 @@ random token).
   needs no rename, lock or clean-up, and a holder that was only slow learns it lost (`renew` sees
   N+1) instead of overwriting anyone.
 - The holder renews its lease (rewrites its own claim file by rename) about three times per lease.
-  Leases compare wall clocks of different hosts: keep clocks in sync (NTP) to well within a lease.
+- Expiry is judged by each clock on its own, never by comparing two hosts' clocks. An observer (a
+  `CheckpointDir` object) calls a claim expired once it has seen the claim file with the same content
+  for `lease_seconds` on its own monotonic clock; a restarted observer therefore waits a whole lease
+  before taking over. The holder counts its lease as lost `HOLDER_SHARE` of a lease after it *began*
+  its last renewal that was written in time (a renewal counts only if it returned before the lease
+  it extends ran out), on its own monotonic clock, whether later renewals failed or not.
+  The wall-clock times in a claim file are for people (`cajajejo checkpoints list`).
+- Reading a claim can fail for a moment (ESTALE while its holder renames over it on NFS, a passing
+  EIO): that claim counts as live and is looked at again later. Only a file read whole whose
+  content does not parse is an unreadable claim (every earlier attempt then counts as failed).
 - A *result* is `results/<role>/<name>.json`, created by `os.link`: the first writer wins, and a
   result is never overwritten. Claiming checks for a result before and after creating the claim,
   so a checkpoint with a result is never claimed again. A checkpoint is evaluated again only when
   its worker died (or lost its lease) before recording the result: at least once, never lost.
+
+What is guaranteed, given that monotonic clocks run at the same rate (to well within
+1 - HOLDER_SHARE) and that a reader who opens a claim file after a rename of it returned reads the
+new content (NFS close-to-open): at most one result per (role, checkpoint) is ever recorded; and
+attempt N+1 is created only after attempt N's holder released it, or after N's lease ran out on its
+holder's own clock. A holder whose lease ran out must stop (`cajajejo.watch` kills its command and
+records nothing); so two evaluations of one checkpoint overlap only when a holder ignores that, or
+when it is paused between its last check of the lease and the write it checked for. Proof sketch:
+an observer's decision rests on content C seen unchanged for a lease from its first read; the
+holder began writing C before that read, so its own deadline (HOLDER_SHARE of a lease from then)
+comes first; and a renewal after C that counted for the holder returned before that deadline, so
+the observer would have seen it.
 - Failures: a claim carries how many earlier attempts failed (released as "failed", or expired).
   The watcher (`cajajejo.watch`) records a failed result once that reaches its limit, so a
   checkpoint that always crashes its evaluator cannot hold a group up forever.
@@ -66,6 +88,9 @@ evaluator is still waited for), or (b) it holds a claim of that role. A checkpoi
 watcher of a role registered is never evaluated by that role: start evaluators before the trainer,
 or register roles ahead (`register_watcher`). A role that is given up must be unregistered, or its
 unevaluated checkpoints stay. Claims of a pruned checkpoint are deleted with it; results stay.
+A *hold* (`hold(name, role)`) is the same promise for one checkpoint: it stays until it has a result
+of that role, whatever other checkpoints that role skips. Segmented training uses it to keep each
+epoch's last checkpoint for that epoch's evaluation job, which may start long after training moved on.
 
 Early stop: `request_stop(reason, by)` creates `stop_request.json` (first request wins). The built-in
 trainer checks it at sync points, checkpoints, marks training complete and exits 0; evaluators then
@@ -98,6 +123,7 @@ NAME_PREFIX = "step-"
 CLAIMS_DIR = "claims"
 RESULTS_DIR = "results"
 WATCHERS_DIR = "watchers"
+HOLDS_DIR = "holds"
 STOP_FILE = "stop_request.json"
 FORMAT = 1  # of ledger entries, claims and results; a reader skips files of a format it does not know
 
@@ -106,6 +132,9 @@ FORMAT = 1  # of ledger entries, claims and results; a reader skips files of a f
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _CLAIM_FILE = re.compile(r"(?P<name>.+)\.(?P<attempt>[1-9][0-9]{0,8})\.json", re.DOTALL)  # names may hold newlines
 MAX_NAME = 200
+# The holder's share of a lease: it stops this far into a lease that it could not renew in time,
+# ahead of any observer (who waits a whole lease), whatever the latency of waking a thread.
+HOLDER_SHARE = 0.9
 # How a claim ended, when its holder gave it back; only "failed" counts towards the failure limit.
 RELEASE_OUTCOMES = ("failed", "interrupted", "vanished", "done")
 
@@ -180,7 +209,8 @@ class Claim:
     """Attempt `attempt` of evaluator role `role` on checkpoint `name`, by `worker`.
 
     The holder's object (from `CheckpointDir.claim`) and what others read (`CheckpointDir.newest_claim`)
-    are the same type; `token` tells this attempt from any other.
+    are the same type; `token` tells this attempt from any other. Only the holder's object has a
+    `lease_start`: this process's monotonic clock when it began the write that last extended the lease.
     """
 
     role: str
@@ -196,25 +226,30 @@ class Claim:
     released: str | None = None  # one of RELEASE_OUTCOMES once the holder gave it back
     error: str | None = None  # why, when it failed
     last_error: str | None = None  # why the attempt before this one ended, when it failed or expired
+    lease_start: float = field(default=0.0, compare=False)  # the holder's monotonic clock; see above
 
     def expires_at(self) -> float:
         return self.renewed_at + self.lease_seconds
 
     def status(self, now: float) -> str:
-        """`live`, `released` or `expired` (the holder stopped renewing: it died, or stalled for a whole lease)."""
+        """`live`, `released` or `expired` by the wall clock `now`: for display (claiming goes by `CheckpointDir`)."""
         if self.released is not None:
             return "released"
         return "expired" if now > self.expires_at() else "live"
 
-    def failures_after(self, now: float) -> int:
-        """How many failed attempts the next claim inherits: this one counts if it failed or expired."""
-        return self.failures + (1 if self.ending(now) else 0)
+    def held_until(self) -> float:
+        """When (the holder's monotonic clock) the holder must count the claim as lost unless renewed in time."""
+        return self.lease_start + self.lease_seconds * HOLDER_SHARE
 
-    def ending(self, now: float) -> str | None:
-        """Why this attempt failed, for the next one: its error, or that its lease expired; None otherwise."""
+    def failures_after(self) -> int:
+        """How many failed attempts the next claim inherits once this one is over: it counts if it failed or expired."""
+        return self.failures + (1 if self.ending() else 0)
+
+    def ending(self) -> str | None:
+        """Why this attempt, now over, failed, for the next one: its error, or that its lease expired; else None."""
         if self.released == "failed":
             return self.error or "failed"
-        if self.status(now) == "expired":
+        if self.released is None:
             return f"the lease of worker {self.worker} expired (it died or stalled)"
         return None
 
@@ -264,11 +299,14 @@ class CheckpointDir:
     """A checkpoint directory: the single writer's operations and every reader's view of it.
 
     Nothing here caches: each call reads the directory again, so a reader sees what another host
-    published since its last call (as soon as its NFS attribute cache lets it).
+    published since its last call (as soon as its NFS attribute cache lets it). What it keeps is
+    what it observed of claims: each claim's content and since when (its monotonic clock) it saw
+    that content unchanged, which is how it judges expiry (see the module docstring).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._observed: dict[Path, tuple[Claim, float]] = {}
 
     # Readers
 
@@ -423,9 +461,9 @@ class CheckpointDir:
             os.unlink(self.path / LEDGER_DIR / f"{checkpoint.name}.json")
             fsync_dir(self.path / LEDGER_DIR)
             shutil.rmtree(checkpoint.path, ignore_errors=True)
-            for claim_path in claims.get(checkpoint.name, []):
+            for leftover in [*claims.get(checkpoint.name, []), *self._hold_files(checkpoint.name)]:
                 with contextlib.suppress(FileNotFoundError):
-                    claim_path.unlink()
+                    leftover.unlink()
             deleted.append(checkpoint.name)
         return deleted
 
@@ -436,13 +474,15 @@ class CheckpointDir:
         for name, paths in claims.items():
             for claim_path in paths:
                 claimed.setdefault(claim_path.parent.name, set()).add(name)
+        held = self.holds()
         busy = set()
-        for role in registered | claimed.keys():
+        for role in registered | claimed.keys() | held.keys():
             done = self.finished(role)
             for checkpoint in checkpoints:
                 if checkpoint.name in done:
                     continue
-                if role in registered or checkpoint.name in claimed.get(role, set()):
+                wanted = claimed.get(role, set()) | held.get(role, set())
+                if role in registered or checkpoint.name in wanted:
                     busy.add(checkpoint.name)
         return busy
 
@@ -477,35 +517,67 @@ class CheckpointDir:
         folder.mkdir(parents=True, exist_ok=True)
         attempt = self._newest_attempt(folder, name)
         while True:
-            now = time.time()
-            failures, last_error = 0, None
-            if attempt:
-                newest = _read_claim(folder / claim_file_name(name, attempt), role, name)
-                if newest is not None and newest.status(now) == "live":
-                    return None
-                if newest is None:  # unreadable (a hand edit, a broken filesystem): count every attempt as failed
-                    failures, last_error = attempt, "an unreadable claim"
-                else:
-                    failures, last_error = newest.failures_after(now), newest.ending(now)
+            inherited = self._over(folder / claim_file_name(name, attempt), role, name) if attempt else (0, None)
+            if inherited is None:
+                return None
+            lease_start, now = time.monotonic(), time.time()  # the lease starts before the file is written
             path = folder / claim_file_name(name, attempt + 1)
             token = secrets.token_hex(8)
-            claim = Claim(role, name, worker, token, attempt + 1, failures, lease_seconds, now, now, path)
-            claim = replace(claim, last_error=last_error)
+            claim = Claim(role, name, worker, token, attempt + 1, inherited[0], lease_seconds, now, now, path)
+            claim = replace(claim, last_error=inherited[1], lease_start=lease_start)
             if _create_exclusively(path, claim.entry()):
                 break
             attempt += 1  # someone created that attempt first (or our listing was stale): look at theirs
+        self._observe(claim)
+        self._observed.pop(folder / claim_file_name(name, attempt), None)  # over: never looked at again
         if self.has_result(role, name):  # recorded between our first look and our claim
             self.release(claim, "done")
             return None
         return claim
 
-    def renew(self, claim: Claim) -> Claim | None:
-        """Extend `claim`'s lease from now; None when it was lost (another worker took the next attempt)."""
-        if claim.path.with_name(claim_file_name(claim.name, claim.attempt + 1)).exists():
+    def _over(self, path: Path, role: str, name: str) -> tuple[int, str | None] | None:
+        """(failures, last error) that the next attempt inherits once the claim in `path` is over; None while live."""
+        try:
+            seen = _parse_claim(path.read_bytes(), path, role, name)
+        except FileNotFoundError:  # deleted since we listed it (pruned, or by hand): nothing to inherit
+            return 0, None
+        except OSError:  # ESTALE while its holder renames over it, a passing EIO: no sign of death
             return None
-        renewed = replace(claim, renewed_at=time.time())
+        if seen is None:  # read whole, yet no claim (a hand edit, a broken filesystem): every attempt failed
+            return _attempt_of(path), "an unreadable claim"
+        if seen.released is None and not self._unchanged_for_a_lease(seen):
+            return None
+        return seen.failures_after(), seen.ending()
+
+    def _unchanged_for_a_lease(self, seen: Claim) -> bool:
+        """Whether this object has seen `seen` (same content) for its whole lease, by its own monotonic clock."""
+        now = time.monotonic()
+        first = self._observed.get(seen.path)
+        if first is None or first[0] != seen:
+            self._observed[seen.path] = (seen, now)  # new to us, or renewed since: the lease starts over
+            return False
+        return now - first[1] >= seen.lease_seconds
+
+    def _observe(self, written: Claim) -> None:
+        """Our claim file holds `written` from now on: seen since now (by threads sharing this object too)."""
+        self._observed[written.path] = (written, time.monotonic())
+
+    def renew(self, claim: Claim) -> Claim | None:
+        """Extend `claim`'s lease from now; None when it was lost (another worker took the next attempt, or late).
+
+        Late: the write returned after the lease it extends ran out on this process's clock
+        (`Claim.held_until`); by then an observer may have judged the claim expired on what it read before.
+        """
+        renewed = replace(claim, renewed_at=time.time(), lease_start=time.monotonic())
         write_json_atomically(claim.path, renewed.entry())
+        # Checked after the write, not before: a next attempt created while we wrote is seen here.
+        if time.monotonic() > claim.held_until() or self._has_next_attempt(claim):
+            return None
+        self._observe(renewed)
         return renewed
+
+    def _has_next_attempt(self, claim: Claim) -> bool:
+        return claim.path.with_name(claim_file_name(claim.name, claim.attempt + 1)).exists()
 
     def release(self, claim: Claim, outcome: str, error: str | None = None) -> None:
         """Give `claim` back (`outcome` in RELEASE_OUTCOMES): another attempt may start at once."""
@@ -572,9 +644,9 @@ class CheckpointDir:
         return {f[: -len(".json")] for f in _listing(folder) if f.endswith(".json") and not f.startswith(".")}
 
     def roles(self) -> list[str]:
-        """Every role with a registered watcher, a claim or a result here."""
+        """Every role with a registered watcher, a claim, a hold or a result here."""
         found: set[str] = set()
-        for folder in (CLAIMS_DIR, RESULTS_DIR, WATCHERS_DIR):
+        for folder in (CLAIMS_DIR, RESULTS_DIR, WATCHERS_DIR, HOLDS_DIR):
             found.update(_subfolders(self.path / folder))
         return sorted(found)
 
@@ -593,6 +665,24 @@ class CheckpointDir:
             if worker is None or file_name == f"{check_label(worker, 'worker')}.json":
                 with contextlib.suppress(FileNotFoundError):
                     (folder / file_name).unlink()
+
+    def hold(self, name: str, role: str) -> None:
+        """Keep checkpoint `name` until it has a result of `role` (`prune` skips it until then)."""
+        folder = self.path / HOLDS_DIR / check_label(role, "role")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(folder / f"{check_name(name)}.json", {"format": FORMAT, "time": time.time()})
+        fsync_dir(folder)
+
+    def holds(self) -> dict[str, set[str]]:
+        """The held checkpoints' names, by role."""
+        found: dict[str, set[str]] = {}
+        for role in _subfolders(self.path / HOLDS_DIR):
+            names = {f.removesuffix(".json") for f in _listing(self.path / HOLDS_DIR / role) if f.endswith(".json")}
+            found[role] = {name for name in names if not name.startswith(".")}
+        return found
+
+    def _hold_files(self, name: str) -> list[Path]:
+        return [self.path / HOLDS_DIR / role / f"{name}.json" for role in _subfolders(self.path / HOLDS_DIR)]
 
     def registered_roles(self) -> set[str]:
         """The roles with at least one registered watcher."""
@@ -682,9 +772,27 @@ class CheckpointDir:
 
 
 def _read_claim(path: Path, role: str, name: str) -> Claim | None:
-    """The claim in `path`, or None when it is missing or does not parse as a claim of (role, name)."""
-    data = _read_json(path)
-    if data is None or data.get("format") != FORMAT or data.get("role") != role or data.get("name") != name:
+    """The claim in `path`, or None when it is missing, cannot be read now, or is no claim of (role, name)."""
+    try:
+        return _parse_claim(path.read_bytes(), path, role, name)
+    except OSError:
+        return None
+
+
+def _attempt_of(path: Path) -> int:
+    parsed = parse_claim_file_name(path.name)
+    return parsed[1] if parsed else 0
+
+
+def _parse_claim(raw: bytes, path: Path, role: str, name: str) -> Claim | None:
+    """The claim that `raw`, read whole from `path`, holds; None when it is not a claim of (role, name)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return None
+    if data.get("role") != role or data.get("name") != name:
         return None
     worker, token, attempt, failures = data.get("worker"), data.get("token"), data.get("attempt"), data.get("failures")
     lease, claimed, renewed = data.get("lease_seconds"), data.get("claimed_at"), data.get("renewed_at")

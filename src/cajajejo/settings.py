@@ -46,6 +46,10 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("kube_context", "kubeconfig context to submit to (default: the current context)"),
     SettingSpec("namespace", "namespace for jobs whose config names none", default="default"),
     SettingSpec("service_account", "Kubernetes service account for jobs whose config names none"),
+    SettingSpec("slurm_host", "Slurm login node as [user@]host[:port] (SSH, keys from the agent); unset: this machine"),
+    SettingSpec("slurm_workdir", "shared folder on the Slurm cluster for jobs whose config names no slurm.workdir"),
+    SettingSpec("slurm_partition", "Slurm partition for jobs whose config names none"),
+    SettingSpec("slurm_account", "Slurm account for jobs whose config names none"),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 

@@ -30,8 +30,18 @@ Failures: when `handle` raises, the claim is released (another attempt may start
 on another worker) and the error is logged. Every attempt that raised, or whose worker died (its
 lease expired), counts; when a checkpoint has failed `max_attempts` times (default 3) a *failed*
 result is recorded instead (with the last error), so the group can finish. A checkpoint that
-disappears before it is claimed (pruned, deleted by hand) is skipped with a line. Interrupting the
-watcher (SIGTERM as a `SystemExit`, Ctrl-C) releases the claim without counting a failure.
+disappears before it is claimed (pruned, deleted by hand) is skipped with a line, once: this
+watcher never looks at it again, even while its ledger entry stays. Interrupting the watcher
+(SIGTERM as a `SystemExit`, Ctrl-C) releases the claim without counting a failure.
+
+A lost claim: `LeaseKeeper` renews the lease while `handle` works. Once the lease ran out on this
+process's own clock (renewals failed for most of a lease, or came back too late) or another worker
+took the next attempt, the claim is lost: the command of a `CommandEvaluator` is killed at once,
+an in-process `handle` can ask `current_lease()` whether it still holds the claim, and whatever
+`handle` returns or raises afterwards is dropped (no result, no release, logged as `abandoned`).
+So at most one worker records a checkpoint's result, and a second evaluation starts only after
+the first holder's lease ran out on its own clock, by when it has stopped (the precise statement
+is in `cajajejo.checkpoints`).
 
 Early stop: with a stop request in the directory (`cajajejo checkpoints request-stop`) the built-in
 trainer checkpoints and marks training complete, and the watchers finish as above. A trainer that
@@ -55,7 +65,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,6 +77,7 @@ from cajajejo.errors import one_line, printable
 PREFIX = "[WATCH]"
 STATE_DIR = ".cajajejo"  # a foreign directory's claims and results, unless told otherwise
 FOREIGN_LATEST = "latest.json"
+NO_SUCH_STEP = "no-checkpoint-at-step"  # a one-step watcher found no published checkpoint of its step
 FOREIGN_COMPLETE = ("training_complete", "training_complete.json")
 _FOREIGN_FILE = re.compile(r"checkpoint_epoch_(0|[1-9][0-9]{0,8})\.pt")
 
@@ -290,6 +302,7 @@ class WatchSummary:
     handled: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # recorded as failed results (attempts exhausted)
     skipped: list[str] = field(default_factory=list)  # gone before it could be evaluated
+    abandoned: list[str] = field(default_factory=list)  # the claim was lost while evaluating: no result here
     reason: str = ""
 
 
@@ -325,6 +338,7 @@ class Watcher:
         poll_seconds: float = 0.2,
         max_attempts: int = 3,
         stop_grace_seconds: float = 600.0,
+        only_step: int | None = None,
         log: Callable[[str], None] = _print_line,
     ) -> None:
         if not (lease_seconds > 0 and poll_seconds > 0 and stop_grace_seconds >= 0):
@@ -339,11 +353,14 @@ class Watcher:
         self.poll_seconds = poll_seconds
         self.max_attempts = max_attempts
         self.stop_grace_seconds = stop_grace_seconds
+        # Only the checkpoint of this step, then stop: one evaluation job per checkpoint (Slurm workflows).
+        # Such a watcher does not register its role, which would keep every other checkpoint for it.
+        self.only_step = only_step
         self.log = log
         self._known: set[str] = set()
         self._last_new = time.monotonic()  # when a checkpoint was last seen for the first time
         self._stop_seen: float | None = None
-        self._unclaimable: set[str] = set()
+        self._passed_over: set[str] = set()  # names that cannot be claimed, or vanished: never looked at again
 
     def say(self, event: str, **values: object) -> None:
         details = " ".join(f"{key}={printable(str(value))}" for key, value in values.items())
@@ -352,10 +369,12 @@ class Watcher:
     def run(self, handle: Handle) -> WatchSummary:
         """Evaluate until training is complete and every checkpoint has a result of this role; returns what was done."""
         summary = WatchSummary(self.role, self.worker)
-        self.state.register_watcher(self.role, self.worker)
+        if self.only_step is None:
+            self.state.register_watcher(self.role, self.worker)
         self.say(
             "watching",
             source=self.source.describe(),
+            **({} if self.only_step is None else {"step": self.only_step}),
             lease_seconds=self.lease_seconds,
             poll_seconds=self.poll_seconds,
             max_attempts=self.max_attempts,
@@ -378,16 +397,25 @@ class Watcher:
             time.sleep(self.poll_seconds)
 
     def _pending(self, fresh: bool) -> list[Checkpoint]:
-        ready = self.source.ready(fresh)
+        ready = self._wanted(self.source.ready(fresh))
         new = {c.name for c in ready} - self._known
         if new:
             self._known |= new
             self._last_new = time.monotonic()
         done = self.state.finished(self.role)
-        return [c for c in ready if c.name not in done and c.name not in self._unclaimable]
+        return [c for c in ready if c.name not in done and c.name not in self._passed_over]
+
+    def _wanted(self, ready: list[Checkpoint]) -> list[Checkpoint]:
+        return ready if self.only_step is None else [c for c in ready if c.step == self.only_step]
 
     def _finished(self) -> str | None:
         """Why to stop now (training complete or stopped, and nothing left), or None to go on polling."""
+        if self.only_step is not None:
+            wanted = self._wanted(self.source.ready(fresh=True))
+            if not wanted:
+                return NO_SUCH_STEP
+            done = self.state.finished(self.role)
+            return None if any(c.name not in done for c in wanted) else "evaluated"
         completion = self.source.completion()  # first: every checkpoint is published before the marker
         reason = "training-complete"
         if completion is None:
@@ -409,13 +437,15 @@ class Watcher:
                     checkpoint.name, role=self.role, worker=self.worker, lease_seconds=self.lease_seconds
                 )
             except ValueError as exc:  # a name that cannot be claimed (a hand-made ledger entry)
-                self._unclaimable.add(checkpoint.name)
+                self._passed_over.add(checkpoint.name)
                 self.say("ignored", name=checkpoint.name, why=one_line(exc))
                 continue
             if claim is None:
                 continue
             if not self.source.still_there(checkpoint):
                 self.state.release(claim, "vanished")
+                # Its ledger entry may stay (a folder deleted by hand): claiming it again would never end.
+                self._passed_over.add(checkpoint.name)
                 summary.skipped.append(checkpoint.name)
                 self.say("skipped", name=checkpoint.name, why="gone-before-it-was-claimed")
                 continue
@@ -430,19 +460,23 @@ class Watcher:
         self.say("start", name=checkpoint.name, step=checkpoint.step, attempt=claim.attempt)
         started = time.monotonic()
         keeper = LeaseKeeper(self.state, claim, self.say)
-        keeper.start()
         try:
-            value = dict(handle(checkpoint))  # not a mapping: a failed attempt like any other error
+            with keeper.kept():
+                value = dict(handle(checkpoint))  # not a mapping: a failed attempt like any other error
         except Exception as exc:
-            keeper.stop()
-            self._failed(claim, exc, summary)
+            if keeper.lost:  # the error is likely our own kill; either way the attempt is someone else's now
+                self._abandoned(claim, summary, exc)
+            else:
+                self._failed(claim, exc, summary)
             return
         except BaseException:
-            keeper.stop()
-            self.state.release(claim, "interrupted")  # SIGTERM, Ctrl-C: another worker may start at once
+            if not keeper.lost:  # a lost claim is not ours to write to
+                self.state.release(claim, "interrupted")  # SIGTERM, Ctrl-C: another worker may start at once
             self.say("interrupted", name=checkpoint.name, attempt=claim.attempt)
             raise
-        keeper.stop()
+        if keeper.lost:  # checked last thing before recording: a worker past its lease records nothing
+            self._abandoned(claim, summary)
+            return
         recorded = self.state.record_result(claim, value)
         summary.handled.append(checkpoint.name)
         seconds = f"{time.monotonic() - started:.3f}"
@@ -450,6 +484,11 @@ class Watcher:
             self.say("done", name=checkpoint.name, attempt=claim.attempt, seconds=seconds)
         else:  # another worker took over while this one stalled, and finished first
             self.say("done", name=checkpoint.name, attempt=claim.attempt, seconds=seconds, kept="earlier-result")
+
+    def _abandoned(self, claim: Claim, summary: WatchSummary, exc: Exception | None = None) -> None:
+        summary.abandoned.append(claim.name)
+        error = {} if exc is None else {"error": one_line(f"{type(exc).__name__}: {exc}", 300)}
+        self.say("abandoned", name=claim.name, attempt=claim.attempt, why="claim-lost", **error)
 
     def _failed(self, claim: Claim, exc: Exception, summary: WatchSummary) -> None:
         error = one_line(f"{type(exc).__name__}: {exc}", 300)
@@ -478,37 +517,81 @@ class Watcher:
         self.say("gave-up", name=claim.name, failures=failures, error=error)
 
 
+_CURRENT_LEASE: ContextVar[LeaseKeeper | None] = ContextVar("cajajejo_current_lease", default=None)
+
+
+def current_lease() -> LeaseKeeper | None:
+    """The lease of the claim that the watcher's `handle`, running in this thread, works for; None outside one."""
+    return _CURRENT_LEASE.get()
+
+
 class LeaseKeeper:
-    """Renews a claim's lease from a background thread while `handle` works, about three times a lease."""
+    """Renews a claim's lease from a background thread while `handle` works, about three times a lease.
+
+    `lost` turns true for good once the lease ran out on this process's monotonic clock
+    (`Claim.held_until`; renewals that fail or come back late do not extend it) or another worker
+    took the next attempt. Then the callbacks given to `on_lost` run, from the keeper's thread.
+    """
 
     def __init__(self, state: CheckpointDir, claim: Claim, say: Callable[..., None]) -> None:
         self.state = state
         self.claim = claim
-        self.lost = False
         self._say = say
+        self._lost = threading.Event()
         self._stopping = threading.Event()
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()  # a callback added while the claim is being lost runs exactly once
         self._thread = threading.Thread(target=self._run, name=f"lease-{claim.name}", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
+    @property
+    def lost(self) -> bool:
+        # The clock too, not only the flag: the keeper's thread may wake late, the deadline does not.
+        return self._lost.is_set() or time.monotonic() > self.claim.held_until()
 
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join()
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the claim is lost (now, if it is already)."""
+        with self._lock:
+            if not self._lost.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    @contextlib.contextmanager
+    def kept(self) -> Iterator[LeaseKeeper]:
+        """Renew while the block runs, as `current_lease()` in this thread."""
+        token = _CURRENT_LEASE.set(self)
+        self._thread.start()
+        try:
+            yield self
+        finally:
+            self._stopping.set()
+            self._thread.join()
+            _CURRENT_LEASE.reset(token)
 
     def _run(self) -> None:
         interval = self.claim.lease_seconds / 3
-        while not self._stopping.wait(interval):
+        while not self._stopping.wait(max(0.0, min(interval, self.claim.held_until() - time.monotonic()))):
+            if time.monotonic() > self.claim.held_until():
+                self._lose("lease-ran-out")
+                return
             try:
                 renewed = self.state.renew(self.claim)
-            except OSError as exc:  # a passing NFS hiccup: the lease still has two thirds left
+            except OSError as exc:  # a passing NFS hiccup: try again soon, while the lease lasts
                 self._say("renew-failed", name=self.claim.name, error=one_line(exc))
+                interval = self.claim.lease_seconds / 10
                 continue
             if renewed is None:
-                self.lost = True
-                self._say("lost-claim", name=self.claim.name, attempt=self.claim.attempt)
+                self._lose("taken-over-or-renewed-late")
                 return
-            self.claim = renewed
+            self.claim, interval = renewed, self.claim.lease_seconds / 3
+
+    def _lose(self, why: str) -> None:
+        with self._lock:
+            self._lost.set()
+            callbacks, self._callbacks = self._callbacks, []
+        self._say("lost-claim", name=self.claim.name, attempt=self.claim.attempt, why=why)
+        for callback in callbacks:
+            callback()
 
 
 # The plain-command evaluator of `cajajejo checkpoints watch DIR --role R -- COMMAND...`
@@ -528,7 +611,8 @@ class CommandEvaluator:
 
     The command's stdout passes through. Its result: `{"exit_code": 0}`, plus `output`: the last
     line it printed when that line is a JSON object. A non-zero exit is a failed attempt
-    (`HandleError`, retried by the watcher). An interrupted watcher stops the command too.
+    (`HandleError`, retried by the watcher). An interrupted watcher stops the command too, and a
+    lost claim (`current_lease()`) SIGKILLs it at once: another worker may start on the checkpoint.
     """
 
     argv: tuple[str, ...]
@@ -548,6 +632,9 @@ class CommandEvaluator:
 
     def __call__(self, checkpoint: Checkpoint) -> dict[str, Any]:
         process = subprocess.Popen(list(self.argv), env=self.environment(checkpoint), stdout=subprocess.PIPE)
+        lease = current_lease()
+        if lease is not None:
+            lease.on_lost(process.kill)  # Popen.kill signals nothing once the process was waited for
         try:
             last = _pass_through(process)
             code = process.wait()

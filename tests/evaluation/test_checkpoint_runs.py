@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from cajajejo.checkpoints import Checkpoint
+from cajajejo.checkpoints import Checkpoint, CheckpointDir
+from cajajejo.errors import CajajejoError
 from cajajejo.evaluation import checkpoint_runs
 from cajajejo.evaluation.checkpoint_runs import (
     CHECKPOINT_TAG,
@@ -23,6 +24,7 @@ from cajajejo.evaluation.checkpoint_runs import (
     evaluate_checkpoint,
 )
 from cajajejo.evaluation.runner import EvaluationResult, EvaluationSetup, prepare
+from cajajejo.watch import LeaseKeeper
 from tests.support import DEBUG_EXAMPLE, DEBUG_RUN_SPECS, MlflowServer
 
 
@@ -66,9 +68,10 @@ def nested_run(client: Any, parent: str, ckpt: Checkpoint, role: str, *, finishe
     return run_id
 
 
-def fake_helm(calls: list[str], metrics: dict[str, float]) -> Any:
+def fake_helm(calls: list[str], metrics: dict[str, float], seconds: float = 0.0) -> Any:
     def evaluate_model(setup: EvaluationSetup, model: Any, helm_home: Path, **kwargs: Any) -> EvaluationResult:
         calls.append(str(model.model_dir))
+        time.sleep(seconds)
         return EvaluationResult("fresh-run", setup.tracking_uri, helm_home, helm_home / "log", (), "cpu", metrics)
 
     return evaluate_model
@@ -129,11 +132,45 @@ def test_another_role_or_checkpoint_at_the_same_step_is_not_taken_for_this_one(
         assert client.get_run(run_id).info.lifecycle_stage == "active"
 
 
+def test_an_unfinished_run_under_another_workers_live_claim_is_left_alone_and_not_evaluated_again(
+    setup: EvaluationSetup, client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = training_run(client)
+    ckpt = checkpoint(tmp_path, parent)
+    assert CheckpointDir(tmp_path).claim(ckpt.name, role="helm", worker="other", lease_seconds=600) is not None
+    running = nested_run(client, parent, ckpt, "helm", finished=False)  # the other worker is logging it
+    calls: list[str] = []
+    monkeypatch.setattr(checkpoint_runs, "evaluate_model", fake_helm(calls, {"x": 1.0}))
+
+    with pytest.raises(CajajejoError, match="live claim"):
+        evaluate_checkpoint(setup, ckpt, "helm")
+
+    assert calls == []
+    assert client.get_run(running).info.lifecycle_stage == "active"
+
+
+def test_a_worker_whose_lease_ran_out_during_helm_logs_nothing_into_the_training_run(
+    setup: EvaluationSetup, client: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = training_run(client)
+    ckpt = checkpoint(tmp_path, parent)
+    directory = CheckpointDir(tmp_path)
+    claim = directory.claim(ckpt.name, role="helm", worker="me", lease_seconds=0.5)
+    assert claim is not None
+    lease = LeaseKeeper(directory, claim, lambda *args, **values: None)  # never renewed: runs out during HELM
+    calls: list[str] = []
+    monkeypatch.setattr(checkpoint_runs, "evaluate_model", fake_helm(calls, {"x": 1.0}, seconds=0.6))
+
+    with pytest.raises(CajajejoError, match="claim was lost"):
+        evaluate_checkpoint(setup, ckpt, "helm", lease=lease)
+
+    assert calls == [str(ckpt.path)]
+    assert client.get_metric_history(parent, "helm/x") == []
+
+
 def test_a_checkpoint_whose_training_run_is_elsewhere_is_a_clear_error(
     setup: EvaluationSetup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cajajejo.errors import CajajejoError
-
     monkeypatch.setattr(checkpoint_runs, "evaluate_model", fake_helm([], {}))
     with pytest.raises(CajajejoError, match="give the evaluator the trainer's tracking URI"):
         evaluate_checkpoint(setup, checkpoint(tmp_path, "0" * 32), "helm")

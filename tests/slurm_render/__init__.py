@@ -55,6 +55,9 @@ exit "$status"
 _SCONTROL = r"""#!/bin/bash
 echo "scontrol $*" >> "$FAKE_OUT/calls"
 if [[ $1 == show ]]; then printf '%s\n' FAKE_NODES; fi
+if [[ $1 == -o && $2 == show && $3 == node ]]; then
+  echo "NodeName=$4 Arch=x86_64 NodeAddr=FAKE_ADDR_PREFIX$4 State=IDLE"
+fi
 """
 _APPTAINER = r"""#!/bin/bash
 printf '%s\0' "$@" > "$FAKE_OUT/apptainer.$SLURM_NODEID"
@@ -112,7 +115,10 @@ def make_sandbox(folder: Path, nodes: int = 4, hosts: tuple[str, ...] = NODES) -
     out.mkdir()
     scripts = {
         "srun": _SRUN,
-        "scontrol": _SCONTROL.replace("FAKE_NODES", " ".join(hosts[:nodes])),
+        # Stand-in nodes have addresses of their own; localhost (real torchrun) is its own address.
+        "scontrol": _SCONTROL.replace("FAKE_NODES", " ".join(hosts[:nodes])).replace(
+            "FAKE_ADDR_PREFIX", "" if hosts[0] == "localhost" else "addr-of-"
+        ),
         "apptainer": _APPTAINER,
         "torchrun": _PROGRAM,
         "cajajejo": _PROGRAM,
@@ -190,7 +196,7 @@ def expected_torchrun(
     return torchrun_command(
         config,
         node_rank=str(node),
-        rendezvous_host=NODES[0],
+        rendezvous_host=f"addr-of-{NODES[0]}",  # its NodeAddr, as the stand-in scontrol says
         run_id=JOB_ID,
         config_path=config_path,
         launcher=(

@@ -178,7 +178,7 @@ def test_free_text_in_a_training_job_is_data_in_the_batch_script(
     with tempfile.TemporaryDirectory() as folder:
         run = run_script(script, Path(folder), nodes=2)
         assert run.returncode == 0, run.stderr
-        assert run.calls == ["scontrol show hostnames node-[a-b]", "srun"]
+        assert run.calls == ["scontrol show hostnames node-[a-b]", "scontrol -o show node node-a", "srun"]
         started = run.programs("torchrun")
         assert [argv for argv, _ in started] == [expected_torchrun(config, n, [], config_path) for n in range(2)]
         for _, received in started:

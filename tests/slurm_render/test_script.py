@@ -87,13 +87,13 @@ def test_a_multi_node_script_runs_torchrun_once_per_node_with_the_first_node_as_
     config = training_config()
     run = run_script(render(config), tmp_path)
     assert run.returncode == 0, run.stderr
-    assert run.calls == ["scontrol show hostnames node-[a-d]", "srun"]
+    assert run.calls == ["scontrol show hostnames node-[a-d]", "scontrol -o show node node-a", "srun"]
     started = run.programs("torchrun")
     assert [argv for argv, _ in started] == [expected_torchrun(config, node, [], CONFIG_PATH) for node in range(4)]
     for node, (argv, env) in enumerate(started):
-        assert "--rdzv-endpoint=node-a:29500" in argv
+        assert "--rdzv-endpoint=addr-of-node-a:29500" in argv  # the first node's NodeAddr
         assert f"--node-rank={node}" in argv
-        assert (env["NODE_RANK"], env["RANK"], env["MASTER_ADDR"]) == (str(node), str(node), "node-a")
+        assert (env["NODE_RANK"], env["RANK"], env["MASTER_ADDR"]) == (str(node), str(node), "addr-of-node-a")
         assert (env["NNODES"], env["WORLD_SIZE"], env["MASTER_PORT"]) == ("4", "4", "29500")
         assert env["JOB_NAME"] == "run-1"
         assert env["CONFIG_VERSION"] == "10abfb1bf8a0"

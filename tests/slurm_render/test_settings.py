@@ -75,6 +75,22 @@ def test_each_mistake_is_one_line_naming_the_field(change: dict[str, Any], expec
     assert message.startswith(expected), message
 
 
-def test_a_missing_workdir_is_named() -> None:
-    with pytest.raises(UserInputError, match=r"^job\.yml:3: slurm\.workdir: required field is missing$"):
-        settings_from_yaml({"time_limit": "10"})
+def test_what_the_section_leaves_open_comes_from_settings_and_the_option_wins() -> None:
+    from cajajejo.settings import SPECS, Setting, Settings
+
+    def settings(**values: str) -> Settings:
+        return Settings({spec.name: Setting(spec.name, values.get(spec.name), "test") for spec in SPECS})
+
+    section = settings_from_yaml({"time_limit": "10", "partition": "gpu"})
+    assert section is not None
+    resolved = section.with_defaults(
+        settings(slurm_workdir="/shared/a", slurm_partition="cpu", slurm_account="ml"), source="job.yml"
+    )
+    assert (resolved.workdir, resolved.partition, resolved.account) == ("/shared/a", "gpu", "ml")
+    assert section.with_defaults(settings(slurm_workdir="/shared/a"), workdir="/b", source="j").workdir == "/b"
+    with pytest.raises(UserInputError, match=r"^job\.yml: slurm\.workdir: no Slurm workdir: set slurm\.workdir in"):
+        section.with_defaults(settings(), source="job.yml")
+    with pytest.raises(UserInputError, match=r"^setting slurm_workdir: 'rel/dir' must be an absolute path"):
+        section.with_defaults(settings(slurm_workdir="rel/dir"), source="job.yml")
+    with pytest.raises(UserInputError, match=r"^--workdir: '/a b' must be an absolute path"):
+        section.with_defaults(settings(), workdir="/a b", source="job.yml")

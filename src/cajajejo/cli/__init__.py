@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 # Each module adds its commands to the root group when imported.
-from cajajejo.cli import checkpoints, groups, jobs, observe, runtime, volumes  # noqa: F401
+from cajajejo.cli import checkpoints, groups, jobs, observe, runtime, volumes, workflows  # noqa: F401
 from cajajejo.cli.root import cli
 
 __all__ = ["cli", "main"]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from cajajejo.cli import options
 from cajajejo.cli.root import cli
 from cajajejo.errors import Problem, UserInputError, printable
 from cajajejo.termination import exit_cleanly_on_termination
@@ -88,8 +89,8 @@ def watch_command(
     from cajajejo.watch import CommandEvaluator, Watcher, default_worker
 
     worker = worker or default_worker()
-    _check_label(role, "--role")
-    _check_label(worker, "--worker")
+    options.check_label_option(role, "--role")
+    options.check_label_option(worker, "--worker")
     _check_command(command[0])
     source = _source(directory, foreign, state_dir)
     watcher = Watcher(
@@ -166,15 +167,6 @@ def _source(directory: Path, foreign: bool, state_dir: Path | None, stable_secon
     if foreign:
         return ForeignSource(directory, state_dir, stable_seconds=stable_seconds)
     return LedgerSource(directory)
-
-
-def _check_label(value: str, option: str) -> None:
-    from cajajejo.checkpoints import check_label
-
-    try:
-        check_label(value, option.lstrip("-"))
-    except ValueError as exc:
-        raise UserInputError(Problem(option, str(exc))) from None
 
 
 def _check_command(program: str) -> None:

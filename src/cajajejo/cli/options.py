@@ -95,3 +95,14 @@ def cluster_and_namespace(namespace: str | None) -> tuple[Any, str]:
     settings = load_settings()
     namespace = check_dns_label(namespace or settings.get("namespace") or "default", "--namespace")
     return KubernetesCluster(load_api_client(settings.get("kube_context"))), namespace
+
+
+def check_label_option(value: str, option: str) -> None:
+    """A role or worker name given on the command line, checked before any work starts (one line, exit 2)."""
+    from cajajejo.checkpoints import check_label
+    from cajajejo.errors import Problem, UserInputError
+
+    try:
+        check_label(value, option.lstrip("-"))
+    except ValueError as exc:
+        raise UserInputError(Problem(option, str(exc))) from None

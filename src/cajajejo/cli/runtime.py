@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from cajajejo.cli import options
 from cajajejo.cli.root import cli
 from cajajejo.extras import require_runtime
 
@@ -61,6 +62,12 @@ def _finish(result: EvaluationResult) -> None:
     show_default=True,
     help="With --watch: a claim not renewed for this long is taken over.",
 )
+@click.option("--step", type=click.IntRange(min=0), help="With --watch: only the checkpoint of this step, then exit.")
+@click.option(
+    "--metrics-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="With --step: also write the checkpoint's result (metrics, MLflow run) to this JSON file.",
+)
 def evaluate_command(
     local: bool,
     config: Path | None,
@@ -71,6 +78,8 @@ def evaluate_command(
     role: str,
     worker: str | None,
     lease_seconds: float,
+    step: int | None,
+    metrics_file: Path | None,
 ) -> None:
     """Run the evaluation: fetch the model, run HELM, log results, tags and artifacts to MLflow.
 
@@ -79,6 +88,14 @@ def evaluate_command(
     With --watch the model is each checkpoint a trainer publishes in the directory: each is evaluated
     once per role, logged as a run nested under the training run and at its step in the training run.
     """
+    if watch_dir is None and (step is not None or metrics_file is not None):
+        raise click.UsageError("--step and --metrics-file need --watch")
+    if metrics_file is not None and step is None:
+        raise click.UsageError("--metrics-file needs --step")
+    if watch_dir is not None:
+        options.check_label_option(role, "--role")
+        if worker is not None:
+            options.check_label_option(worker, "--worker")
     _runtime("cajajejo evaluate")
     from cajajejo.evaluation.runner import evaluate, prepare
 
@@ -97,7 +114,9 @@ def evaluate_command(
 
     # SIGTERM (the pod deleted) unwinds like Ctrl-C: the claim is released, another evaluator goes on at once.
     with exit_cleanly_on_termination():
-        summary = watch_and_evaluate(setup, watch_dir, role, worker=worker, lease_seconds=lease_seconds)
+        summary = watch_and_evaluate(setup, watch_dir, role, worker=worker, lease_seconds=lease_seconds, only_step=step)
+    if step is not None:
+        _one_step_outcome(watch_dir, role, step, summary.reason, metrics_file)
     click.echo(
         f"evaluated {len(summary.handled)} checkpoint(s) as {role}"
         + (f"; gave up on {', '.join(summary.failed)}" if summary.failed else "")
@@ -105,6 +124,33 @@ def evaluate_command(
     )
     if summary.failed:
         raise SystemExit(1)
+
+
+def _one_step_outcome(directory: Path, role: str, step: int, reason: str, metrics_file: Path | None) -> None:
+    """After `evaluate --watch --step`: fail when there was no such checkpoint; write the metrics file."""
+    import json
+
+    from cajajejo.checkpoints import CheckpointDir
+    from cajajejo.errors import Problem, UserInputError
+    from cajajejo.files import write_text_atomically
+    from cajajejo.watch import NO_SUCH_STEP
+
+    if reason == NO_SUCH_STEP:
+        raise UserInputError(Problem(str(directory), f"no published checkpoint of step {step}", field="--step"))
+    if metrics_file is None:
+        return
+    checkpoints = CheckpointDir(directory)
+    checkpoint = next(c for c in checkpoints.published() if c.step == step)
+    result = checkpoints.result(role, checkpoint.name)
+    record = {
+        "checkpoint": checkpoint.name,
+        "step": step,
+        "epoch": checkpoint.epoch,
+        "role": role,
+        "status": result.status if result else "missing",
+        "result": result.value if result else {},
+    }
+    write_text_atomically(metrics_file, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 @cli.command("quickstart")
@@ -169,6 +215,7 @@ def download_model(config: Path, scratch_dir: Path) -> None:
 @click.option("--checkpoint-dir", type=click.Path(path_type=Path, file_okay=False), help="Override the config's.")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Train at most this many steps in all.")
 @click.option("--stop-after-steps", type=click.IntRange(min=1), help="Run at most N more steps, checkpoint, exit 0.")
+@click.option("--hold-for", metavar="ROLE", help="Keep the last checkpoint until evaluator role ROLE has a result.")
 def train_command(
     config: Path | None,
     local: bool,
@@ -179,6 +226,7 @@ def train_command(
     checkpoint_dir: Path | None,
     max_steps: int | None,
     stop_after_steps: int | None,
+    hold_for: str | None,
 ) -> None:
     """Train with the built-in trainer. This is what every process of a training pod runs (torchrun starts
     it); CONFIG defaults to the job's ConfigMap ($CAJAJEJO_CONFIG_DIR/train_config.yml).
@@ -190,6 +238,7 @@ def train_command(
     trainer_args = [
         *(["--max-steps", str(max_steps)] if max_steps is not None else []),
         *(["--stop-after-steps", str(stop_after_steps)] if stop_after_steps is not None else []),
+        *(["--hold-for", hold_for] if hold_for is not None else []),
     ]
     if local:
         if config is None:

@@ -25,6 +25,7 @@ from cajajejo.config.fields import (
     SecretKey,
     StrictModel,
 )
+from cajajejo.config.slurm import SlurmSettings
 from cajajejo.credentials import credential_in_url, credential_in_value, is_credential_name
 from cajajejo.errors import quoted
 
@@ -319,6 +320,7 @@ class JobConfigBase(StrictModel):
     mlflow_config: MlflowConfig
     tracking_config: TrackingConfig
     kubernetes_config: KubernetesConfig = KubernetesConfig()
+    slurm: SlurmSettings | None = None  # where and how the job runs when it goes to Slurm (--backend slurm)
 
     @property
     def image_reference(self) -> str:

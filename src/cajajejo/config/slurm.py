@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import re
 from pathlib import PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 
 from cajajejo.config.fields import StrictModel
 from cajajejo.config.source import YamlDocument
-from cajajejo.errors import quoted
+from cajajejo.errors import Problem, UserInputError, quoted
+
+if TYPE_CHECKING:
+    from cajajejo.settings import Settings
 
 # What sbatch itself writes for a number of minutes: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S.
 _TIME_FORMS = (
@@ -194,8 +197,10 @@ class SlurmContainer(StrictModel):
 class SlurmSettings(StrictModel):
     """Where the job runs on Slurm, and what it asks for; unset resources follow compute_config."""
 
-    workdir: SharedPath  # on a filesystem every node sees: logs/, checkpoints/ and scratch/ go there
-    time_limit: SlurmTime
+    # On a filesystem every node sees: logs/, jobs/, checkpoints/ and scratch/ go there. None: the
+    # slurm_workdir setting (or a command's --workdir) says where; see `with_defaults`.
+    workdir: SharedPath | None = None
+    time_limit: SlurmTime | None = None  # None: the partition's default limit
     partition: PartitionList | None = None  # None: the cluster's default
     account: SlurmName | None = None
     qos: SlurmName | None = None
@@ -215,7 +220,7 @@ class SlurmSettings(StrictModel):
 
     @model_validator(mode="after")
     def _grace_fits_the_time_limit(self) -> SlurmSettings:
-        limit = time_limit_seconds(self.time_limit)
+        limit = time_limit_seconds(self.time_limit) if self.time_limit is not None else None
         if limit is not None and self.signal_grace_seconds >= limit:
             raise ValueError(
                 f"signal_grace_seconds ({self.signal_grace_seconds}) must be shorter than time_limit "
@@ -228,6 +233,48 @@ class SlurmSettings(StrictModel):
         if self.gres is not None and self.gpus_per_node is not None:
             raise ValueError("set one of gpus_per_node or gres, not both")
         return self
+
+    @property
+    def shared_dir(self) -> str:
+        """The workdir, once `with_defaults` has settled it (the renderer needs one)."""
+        if self.workdir is None:
+            raise ValueError("Slurm settings without a workdir reached the renderer; call with_defaults first")
+        return self.workdir
+
+    def with_defaults(self, settings: Settings, *, workdir: str | None = None, source: str) -> SlurmSettings:
+        """These settings with what they leave open taken from cajajejo's settings (`slurm_workdir`,
+        `slurm_partition`, `slurm_account`); `workdir`, a command's option, wins over both. A workdir is
+        needed in the end: UserInputError naming where to set it otherwise."""
+        updates: dict[str, Any] = {}
+        for field, setting in (
+            ("workdir", "slurm_workdir"),
+            ("partition", "slurm_partition"),
+            ("account", "slurm_account"),
+        ):
+            if getattr(self, field) is None and settings.get(setting):
+                updates[field] = settings.get(setting)
+        if workdir is not None:
+            updates["workdir"] = workdir
+        if not updates:
+            resolved = self
+        else:
+            try:  # values from settings and options pass the same checks as the config's own
+                resolved = SlurmSettings.model_validate({**self.model_dump(exclude_unset=True), **updates})
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                origin = "--workdir" if where == "workdir" and workdir is not None else f"setting slurm_{where}"
+                raise UserInputError(Problem(origin, first["msg"].removeprefix("Value error, "))) from None
+        if resolved.workdir is None:
+            raise UserInputError(
+                Problem(
+                    source,
+                    "no Slurm workdir: set slurm.workdir in the config, slurm_workdir in [tool.cajajejo] "
+                    "(or CAJAJEJO_SLURM_WORKDIR), a folder every node of the cluster sees",
+                    field="slurm.workdir",
+                )
+            )
+        return resolved
 
 
 def slurm_settings_of(document: YamlDocument) -> SlurmSettings | None:

@@ -22,6 +22,7 @@ import posixpath
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,9 @@ def render_slurm_script(
     provenance_env: Mapping[str, str],
     helm_config_path: str | None = None,
     extra_trainer_args: Sequence[str] = (),
+    checkpoint_dir: str | None = None,
+    checkpoint: CheckpointToEvaluate | None = None,
+    after_steps: Sequence[Sequence[str]] = (),
     source: str = "job config",
     template_dir: Path | None = None,
 ) -> str:
@@ -62,48 +66,47 @@ def render_slurm_script(
 
     `config_path` (and, for an evaluation, `helm_config_path`) are where the job finds its input
     files on the cluster; `provenance_env` are the stamps every job gets (CONFIG_VERSION, ...);
-    `extra_trainer_args` go to the built-in trainer after its own; `source` names the config file in
-    errors. Problems with the inputs raise UserInputError, one line each.
+    `extra_trainer_args` go to the built-in trainer after its own, which trains in `checkpoint_dir`
+    (default: `<workdir>/checkpoints/<job name>`, the job's own); an evaluation evaluates its config's
+    model, or `checkpoint` when given; `after_steps` run in the batch shell once the job's work has
+    succeeded (not when it stopped on a signal); `source` names the config file in errors. Problems
+    with the inputs raise UserInputError, one line each.
     """
     _check_job_name(job_name)
-    no_nul(config_path, "config path")
+    for value, what in ((config_path, "config path"), (checkpoint_dir or "", "checkpoint dir")):
+        no_nul(value, what)
     for arg in extra_trainer_args:
         no_nul(arg, "trainer arguments")
+    for arg in (a for argv in after_steps for a in argv):
+        no_nul(arg, "script arguments")
     if isinstance(config, TrainingJobConfig):
         template, context = "slurm/train.sh.j2", _training_context(config, settings, job_name, config_path, source)
+        checkpoints = checkpoint_dir or f"{settings.shared_dir}/checkpoints/{job_name}"
         context["step"] = _step(
             settings,
             context["nodes"],
-            _trainer_argv(config, settings, job_name, config_path, extra_trainer_args, source),
+            _trainer_argv(config, settings, checkpoints, config_path, extra_trainer_args, source),
             gpus=context["gpus"],
         )
+        context["after_steps"] = [list(argv) for argv in after_steps]
     elif isinstance(config, EvaluationJobConfig):
         if helm_config_path is None:
             raise ValueError("an evaluation's batch script needs helm_config_path")
         no_nul(helm_config_path, "HELM config path")
         template, context = "slurm/evaluate.sh.j2", _evaluation_context(config, settings, source)
         # Per job name, not per run: a requeued evaluation finds the model it fetched before.
-        scratch = f"{settings.workdir}/scratch/{job_name}"
+        scratch = f"{settings.shared_dir}/scratch/{job_name}"
         context["exports"].append((runtime_contract.ENV_SCRATCH_DIR, scratch))
+        inputs = ["--config", config_path, "--helm-config", helm_config_path, "--scratch-dir", scratch]
+        if checkpoint is None:  # the config's model: fetched first, as the Kubernetes job's init container does
+            work = [["cajajejo", "models", "download", "--config", config_path, "--scratch-dir", scratch]]
+            work.append(["cajajejo", "--trace", "evaluate", *inputs])
+        else:  # the checkpoint is the model: nothing to fetch
+            work = [["cajajejo", "--trace", "evaluate", *inputs, *checkpoint.arguments()]]
         context["steps"] = [
             ["mkdir", "-p", "--", scratch],
-            *(
-                _step(settings, 1, argv, gpus=context["gpus"])
-                for argv in (
-                    ["cajajejo", "models", "download", "--config", config_path, "--scratch-dir", scratch],
-                    [
-                        "cajajejo",
-                        "--trace",
-                        "evaluate",
-                        "--config",
-                        config_path,
-                        "--helm-config",
-                        helm_config_path,
-                        "--scratch-dir",
-                        scratch,
-                    ],
-                )
-            ),
+            *(_step(settings, 1, argv, gpus=context["gpus"]) for argv in work),
+            *(list(argv) for argv in after_steps),
         ]
     else:
         raise TypeError(f"no Slurm batch script for a {type(config).__name__}")
@@ -113,6 +116,25 @@ def render_slurm_script(
     text = shell_environment(template_dir).get_template(template).render(context)
     check_script(text, context["directives"])
     return text
+
+
+@dataclass(frozen=True)
+class CheckpointToEvaluate:
+    """One published checkpoint an evaluation job evaluates as evaluator role `role` (`evaluate --watch
+    --step`), writing its result to `metrics_file` as well."""
+
+    directory: str
+    step: int
+    role: str
+    metrics_file: str
+
+    def arguments(self) -> list[str]:
+        for value in (self.directory, self.role, self.metrics_file):
+            no_nul(value, "checkpoint to evaluate")
+        return [
+            *("--watch", self.directory, "--role", self.role, "--step", str(self.step)),
+            *("--metrics-file", self.metrics_file),
+        ]
 
 
 def _check_job_name(job_name: str) -> None:
@@ -175,7 +197,7 @@ def _evaluation_context(config: EvaluationJobConfig, settings: SlurmSettings, so
 def _trainer_argv(
     config: TrainingJobConfig,
     settings: SlurmSettings,
-    job_name: str,
+    checkpoint_dir: str,
     config_path: str,
     extra_trainer_args: Sequence[str],
     source: str,
@@ -185,8 +207,8 @@ def _trainer_argv(
         no_nul(script.path, source, "training.script.path")
         for i, arg in enumerate(script.args):
             no_nul(arg, source, f"training.script.args[{i}]")
-    # Each job resumes only its own checkpoints, even when jobs share a workdir.
-    checkpoint_args = ["--checkpoint-dir", f"{settings.workdir}/checkpoints/{job_name}"]
+    # By default each job resumes only its own checkpoints, even when jobs share a workdir.
+    checkpoint_args = ["--checkpoint-dir", checkpoint_dir]
     return torchrun_command(
         config,
         node_rank=expansion("SLURM_NODEID"),
@@ -215,14 +237,17 @@ def _step(settings: SlurmSettings, nodes: int, argv: list[str], *, gpus: int) ->
     container = settings.container
     prefix: list[str] = []
     if container is not None and container.runtime == "enroot":
-        srun += [f"--container-image={container.image}", f"--container-mounts={settings.workdir}:{settings.workdir}"]
+        srun += [
+            f"--container-image={container.image}",
+            f"--container-mounts={settings.shared_dir}:{settings.shared_dir}",
+        ]
     elif container is not None:
-        prefix = ["apptainer", "exec", *(["--nv"] if gpus else []), "--bind", settings.workdir, container.image]
+        prefix = ["apptainer", "exec", *(["--nv"] if gpus else []), "--bind", settings.shared_dir, container.image]
     return [*srun, *prefix, "bash", "-c", "exec " + sh_command(per_task)]
 
 
 def _directives(settings: SlurmSettings, job_name: str, context: dict[str, Any]) -> list[tuple[str, str | None]]:
-    log = f"{settings.workdir}/{LOG_FILE}"
+    log = f"{settings.shared_dir}/{LOG_FILE}"
     wanted: list[tuple[str, object]] = [
         ("--job-name", job_name),
         ("--partition", settings.partition),

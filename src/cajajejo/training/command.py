@@ -46,7 +46,22 @@ def parser() -> argparse.ArgumentParser:
         type=_positive,
         help="Do at most this many steps in this process, then checkpoint and exit 0 (segmented training).",
     )
+    command.add_argument(
+        "--hold-for",
+        metavar="ROLE",
+        type=_role,
+        help="When training ends, keep its last checkpoint until evaluator role ROLE has a result for it.",
+    )
     return command
+
+
+def _role(text: str) -> str:
+    from cajajejo.checkpoints import check_label
+
+    try:
+        return check_label(text, "role")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def load_config(path: Path) -> TrainingJobConfig:
@@ -78,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             checkpoint_dir=args.checkpoint_dir or Path(config.training.checkpoints.directory),
             max_steps=args.max_steps,
             stop_after_steps=args.stop_after_steps,
+            hold_for=args.hold_for,
         )
         return train(options)
     except CajajejoError as exc:

@@ -67,6 +67,7 @@ class TrainingOptions:
     checkpoint_dir: Path
     max_steps: int | None = None  # overrides trainer.max_steps
     stop_after_steps: int | None = None  # at most this many steps in this process, then checkpoint and exit 0
+    hold_for: str | None = None  # an evaluator role the last checkpoint is kept for when training ends
 
     @property
     def trainer(self) -> TrainerConfig:
@@ -407,6 +408,10 @@ class Trainer:
         best = self.checkpoints.best()
         best_name = best.name if best else None
         stopped = {"early_stop": early_stop} if early_stop else {}
+        last = self.checkpoints.latest()
+        if self.options.hold_for is not None and last is not None:
+            # Before completion is marked: whoever waits for the marker finds the hold in place.
+            self.checkpoints.hold(last.name, self.options.hold_for)
         self.checkpoints.mark_complete(step=self.progress.global_step, best=best_name, **stopped)
         speed = self.trained_samples / self.train_seconds if self.train_seconds else 0.0
         best_loss = f" best_val_loss={best.metadata['val_loss']:.4f}" if best else ""
