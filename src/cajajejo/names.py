@@ -4,7 +4,9 @@ One scheme, used by the config checks (is a name short enough?) and by the rende
 so the two cannot disagree:
 
 - the group's headless Service is named after the group: `<group>`;
-- task `T` is the Job `<group>-<T>`: unique in the namespace, since the group's Service name is;
+- task `T` is the Job `<group>-<T>`: unique within the group, whose task names are, but not across
+  groups: group `a` with task `b-c` and group `a-b` with task `c` both make the Job `a-b-c`, so two
+  groups whose names join like that cannot share a namespace;
 - Kubernetes names pod `i` of an Indexed Job `<job>-<i>` (its hostname), and with the Service as the
   pod's subdomain that pod answers as `<group>-<T>-<i>.<group>.<namespace>.svc`;
 - every container is told where pod 0 of each task is: `CAJAJEJO_GROUP_HOST_<T>` (upper case, `-`
@@ -44,6 +46,8 @@ GROUP_ENV_NAMES = frozenset(
     }
 )
 GROUP_ENV_PREFIXES = (GROUP_HOST_ENV_PREFIX, SKYPILOT_GROUP_HOST_ENV_PREFIX)
+# Where a volume's folder is, for a plain command run on this machine (`groups run --local`).
+LOCAL_VOLUME_ENV_PREFIX = "CAJAJEJO_VOLUME_"
 
 # A Service's name is an RFC 1035 label: like a DNS-1123 label, but it must start with a letter.
 _DNS1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
@@ -97,6 +101,14 @@ def discovery_env(group: str, namespace: str, tasks: list[str]) -> dict[str, str
     env[SKYPILOT_GROUP_NAME_ENV] = group
     env.update({SKYPILOT_GROUP_HOST_ENV_PREFIX + host_variable_suffix(task): host for task, host in hosts.items()})
     return env
+
+
+def local_volume_variable(mount_path: str) -> str:
+    """`/checkpoints` -> `CAJAJEJO_VOLUME_CHECKPOINTS`: each run of other characters becomes one `_`.
+
+    So `/data-x` and `/data/x` have the same variable; the group file's checks refuse a task with both.
+    """
+    return LOCAL_VOLUME_ENV_PREFIX + (re.sub(r"[^A-Z0-9]+", "_", mount_path.upper()).strip("_") or "ROOT")
 
 
 def is_group_variable(name: str) -> bool:

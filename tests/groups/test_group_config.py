@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cajajejo import names
 from cajajejo.config.group_loader import load_group
 from tests.groups.support import DEBUG, RL, TRAIN_EVAL, command, header, write_group
 from tests.support import run_cli
@@ -218,6 +220,18 @@ def test_each_rule_is_one_line_with_its_place(
             "volumes[0].size: 'lots' is not a number of gigabytes",
         ),
         ((header(volume_files=["nope.volume.yml"]), command("a")), "volume_files[0]: "),
+        ((header(volume_files=["a\x00b"]), command("a")), "volume_files[0]: 'a\\x00b' is not a file path"),
+        (
+            (header(), {"name": "e", "evaluation": {}, "helm_config": "a\x00b"}),
+            "helm_config: 'a\\x00b' is not a file path: it holds a NUL character",
+        ),
+        (
+            (
+                header(volumes=[{"name": "one", "size": 1}, {"name": "two", "size": 1}]),
+                command("a", volumes={"/data-x": "one", "/data/x": "two"}),
+            ),
+            "volumes: mount paths /data-x and /data/x would both be CAJAJEJO_VOLUME_DATA_X in a local run",
+        ),
     ],
 )
 def test_header_and_command_rules(tmp_path: Path, documents: tuple[dict[str, Any], ...], message: str) -> None:
@@ -296,3 +310,40 @@ def test_a_mutable_image_tag_is_a_warning(tmp_path: Path) -> None:
     result = run_cli("groups", "validate", path)
     assert result.exit_code == 0
     assert "image: 'registry.example.com/team/task' has no tag (so 'latest')" in result.stderr
+
+
+def _two_pairs(second_mount: str = "/checkpoints", second_watch: str = "/checkpoints/b") -> Documents:
+    """The debug group with two trainers on its one volume, writing to a/ and b/, each with its evaluator."""
+    head, trainer, evaluator = debug_documents()
+    volume = head["volumes"][0]["name"]
+    documents = [head]
+    for pair, mount, watch in (("a", "/checkpoints", "/checkpoints/a"), ("b", second_mount, second_watch)):
+        training = copy.deepcopy(trainer["training"])
+        training["training"]["checkpoints"]["directory"] = f"{mount}/{pair}"
+        documents.append({**trainer, "name": f"trainer-{pair}", "volumes": {mount: volume}, "training": training})
+        documents.append({**evaluator, "name": f"eval-{pair}", "watch": watch})
+    return documents
+
+
+def test_two_trainers_on_one_volume_are_matched_on_the_folder_they_write_to(groups_dir: Path) -> None:
+    # trainer-b mounts the volume elsewhere: /ckpts/b in its pods is /checkpoints/b in eval-b's.
+    group = load_group(write_group(groups_dir, *_two_pairs(second_mount="/ckpts")))
+    tasks = {task.name: task for task in group.tasks}
+    assert group.evaluator_roles(tasks["trainer-a"]) == ["eval-a"]
+    assert group.evaluator_roles(tasks["trainer-b"]) == ["eval-b"]
+
+
+def test_an_evaluator_watching_where_no_trainer_writes_is_told_where_they_do(groups_dir: Path) -> None:
+    path = write_group(groups_dir, *_two_pairs(second_watch="/checkpoints/c"))
+    assert _refused(path) == (
+        f"error: {path}:{_line(path, 'watch: /checkpoints/c')}: watch: no training task writes checkpoints to "
+        "/checkpoints/c (volume 'train-eval-debug-ckpts'); they write: trainer-a to /checkpoints/a, trainer-b to "
+        "/checkpoints/b (in their pods)"
+    )
+
+
+def test_names_say_that_jobs_of_two_groups_can_have_one_name() -> None:
+    assert names.task_job_name("a", "b-c") == names.task_job_name("a-b", "c")
+    assert names.__doc__ is not None
+    assert "unique in the namespace" not in names.__doc__
+    assert "both make the Job `a-b-c`" in names.__doc__

@@ -37,12 +37,16 @@ def group_run(tmp_path_factory: pytest.TempPathFactory, mlflow_server: MlflowSer
 
 
 def test_the_tasks_output_is_prefixed_and_both_end_well(group_run: tuple[Path, str]) -> None:
-    _, output = group_run
+    workdir, output = group_run
     lines = output.splitlines()
     prefixes = {match[1] for line in lines if (match := re.match(r"\[([a-z0-9-]+)\] ", line))}
     assert prefixes == {"trainer", "evaluator"}
     assert any(line.startswith("[trainer] [DONE] steps=") for line in lines)
     assert any(line.startswith("[evaluator] [WATCH] finished ") and "failed=0" in line for line in lines)
+    # Each task's lines, unprefixed, in a log file of its own.
+    trainer_log = (workdir / "tasks" / "trainer" / "trainer.log").read_text().splitlines()
+    assert trainer_log == [line.removeprefix("[trainer] ") for line in lines if line.startswith("[trainer] ")]
+    assert "[WATCH] finished " in (workdir / "tasks" / "evaluator" / "evaluator.log").read_text()
 
 
 def test_every_checkpoint_is_evaluated_once_and_plotted_at_its_step(

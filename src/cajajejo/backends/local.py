@@ -33,6 +33,8 @@ from cajajejo.torchrun import torchrun_command
 
 LOCAL_JOB_PREFIX = "local"
 STOP_GRACE_SECONDS = 30.0  # how long agents get to checkpoint after SIGTERM before they are killed
+COPY_GRACE_SECONDS = 5.0  # how long output still in the pipes gets to be copied once every process is gone
+POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class LocalProcess:
     env: dict[str, str]
     label: str = ""  # when set, every output line is prefixed `[label] ` (a group's tasks share one terminal)
     cwd: Path | None = None
+    log: Path | None = None  # when set, every output line is written here too, without its prefix
 
 
 @dataclass(frozen=True)
@@ -191,80 +194,189 @@ def _local_stamps(config: Path) -> tuple[str, str]:
 def run_processes(processes: Sequence[LocalProcess]) -> int:
     """Start every process, wait for all; the first failure (or a signal here) stops the rest.
 
-    Returns 0 when all exited 0, else the first non-zero exit code. Each process runs in a session of
-    its own (its children with it), so stopping reaches a whole torchrun agent or shell script.
+    Returns the run's outcome: 0 when all exited 0, else the exit code of the process that failed
+    first (in time; 128+N for one killed by signal N), or 130 (Ctrl-C) or 143 (SIGTERM) when this
+    process was told to stop before any failed. Each process runs in a session of its own (its children
+    with it), so stopping reaches a whole torchrun agent or shell script, even after its leader has gone.
     """
-    running = [_start(process) for process in processes]
-    agents = [agent for agent, _ in running]
-    stopping = False
-
-    def stop(number: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        _signal_all(agents, signal.SIGTERM)
-
-    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    outcome = _Outcome()
+    started: list[_Started] = []
+    previous = {number: signal.signal(number, outcome.interrupted) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while any(agent.poll() is None for agent in agents):
-            failed = [agent for agent in agents if agent.returncode not in (None, 0)]
-            if failed and not stopping:
-                stopping = True
-                _signal_all(agents, signal.SIGTERM)
-            time.sleep(0.2)
+        for process in processes:
+            started.append(_Started.start(process))  # one by one: those started before a failed start are stopped
+        _wait_for_outcome(started, outcome)
     finally:
-        _stop_within_grace(agents)
+        _stop(started, outcome)
         for number, handler in previous.items():
             signal.signal(number, handler)
-        for _, copier in running:
-            if copier is not None:
-                copier.join()
-    codes = [agent.returncode for agent in agents]
-    return next((code for code in codes if code != 0), 0)
+    return outcome.code or 0
 
 
-def _start(process: LocalProcess) -> tuple[subprocess.Popen[bytes], threading.Thread | None]:
-    """Start one process; a labelled one's output goes through a thread that prefixes each line."""
-    if not process.label:
-        return subprocess.Popen(process.argv, env=process.env, cwd=process.cwd, start_new_session=True), None
-    child = subprocess.Popen(
-        process.argv,
-        env=process.env,
-        cwd=process.cwd,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    assert child.stdout is not None
-    copier = threading.Thread(target=_copy_lines, args=(child.stdout, f"[{process.label}] ".encode()), daemon=True)
-    copier.start()
-    return child, copier
+class _Outcome:
+    """What decides a run's exit status: the first thing to go wrong, in time."""
+
+    def __init__(self) -> None:
+        self.code: int | None = None
+        self.signals = 0  # how many Ctrl-C or SIGTERM this process got: one more while stopping hurries it
+
+    def interrupted(self, number: int, frame: object) -> None:
+        self.signals += 1
+        self.failed(128 + number)
+
+    def failed(self, code: int) -> None:
+        if self.code is None:
+            self.code = code
 
 
-def _copy_lines(source: IO[bytes], prefix: bytes) -> None:
-    """Copy `source` to stdout line by line, each line prefixed; one write per line keeps lines whole."""
-    out = sys.stdout.buffer
-    for line in iter(source.readline, b""):
-        with _OUTPUT_LOCK:
-            out.write(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
-            out.flush()
-    source.close()
+def _exit_status(returncode: int) -> int:
+    """A shell's way: Popen's -N for a process killed by signal N is 128+N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+@dataclass(frozen=True)
+class _Started:
+    """A started process, its process group (its pid: it leads a session) and the thread copying its output."""
+
+    process: subprocess.Popen[bytes]
+    copier: threading.Thread | None
+
+    @classmethod
+    def start(cls, spec: LocalProcess) -> _Started:
+        """Start one process; a labelled or logged one's output goes through a thread (see `_copy_lines`)."""
+        if not spec.label and spec.log is None:
+            return cls(subprocess.Popen(spec.argv, env=spec.env, cwd=spec.cwd, start_new_session=True), None)
+        log = None
+        if spec.log is not None:
+            spec.log.parent.mkdir(parents=True, exist_ok=True)
+            log = spec.log.open("wb")  # there from the start, so a task that prints nothing has one too
+        child = subprocess.Popen(
+            spec.argv,
+            env=spec.env,
+            cwd=spec.cwd,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert child.stdout is not None
+        prefix = f"[{spec.label}] ".encode() if spec.label else b""
+        copier = threading.Thread(target=_copy_lines, args=(child.stdout, prefix, log), daemon=True)
+        copier.start()
+        return cls(child, copier)
+
+    def alive(self, groups: set[int] | None) -> bool:
+        """Whether the leader runs, or its group still holds a process (`groups`: see `_live_groups`)."""
+        if self.process.poll() is None:
+            return True
+        if groups is not None:
+            return self.process.pid in groups
+        try:  # no /proc: the kernel says, counting a zombie no one reaps as alive (until the grace ends)
+            os.killpg(self.process.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    def signal(self, number: int) -> None:
+        # The whole group, even when its leader has exited: what it left running (`server &`) is in it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, number)
+
+
+def _wait_for_outcome(started: list[_Started], outcome: _Outcome) -> None:
+    """Until every leader has exited, or one failed, or this process was told to stop."""
+    while outcome.code is None:
+        codes = [each.process.poll() for each in started]  # every one, each pass: any may fail first
+        for code in codes:
+            if code:
+                outcome.failed(_exit_status(code))
+        if None not in codes:
+            return
+        time.sleep(POLL_SECONDS)
+
+
+def _stop(started: list[_Started], outcome: _Outcome) -> None:
+    """SIGTERM what is still running, SIGKILL what is left after the grace (or at one more Ctrl-C).
+
+    Then the copying threads finish what the pipes still hold; a process that left its group (a
+    daemon) may keep its pipe open, so they get a few seconds and are left behind after that.
+    """
+    signals_before = outcome.signals
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    groups = _live_groups()
+    running = [each for each in started if each.alive(groups)]
+    for each in running:
+        each.signal(signal.SIGTERM)
+    while running and time.monotonic() < deadline and outcome.signals == signals_before:
+        time.sleep(POLL_SECONDS / 2)
+        groups = _live_groups()
+        running = [each for each in running if each.alive(groups)]
+    for each in running:
+        each.signal(signal.SIGKILL)
+    copied_by = time.monotonic() + COPY_GRACE_SECONDS
+    for each in started:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            each.process.wait(timeout=max(0.0, copied_by - time.monotonic()))
+        if each.copier is not None:
+            each.copier.join(timeout=max(0.0, copied_by - time.monotonic()))
+
+
+def _live_groups() -> set[int] | None:
+    """The process groups that hold a process that is not a zombie; None where there is no /proc.
+
+    Zombies do not count: a task's orphan is reaped by init, which in some containers never happens,
+    and a group of zombies holds nothing (no pipe, no file) that stopping would release.
+    """
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").is_file():
+        return None
+    groups = set()
+    for stat in proc.glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):  # the process ended while we looked
+            # After the command (in parentheses, and it may hold any character): state, ppid, pgrp, ...
+            state, _, group = stat.read_text().rpartition(")")[2].split()[:3]
+            if state != "Z":
+                groups.add(int(group))
+    return groups
+
+
+def _copy_lines(source: IO[bytes], prefix: bytes, log: IO[bytes] | None) -> None:
+    """Copy `source` line by line to stdout, each line prefixed, and as it is to `log`.
+
+    One write per line keeps lines of different processes whole. A line without its newline (the
+    last one of a process killed mid-line) gets one.
+    """
+    with source:
+        for line in iter(source.readline, b""):
+            whole = line if line.endswith(b"\n") else line + b"\n"
+            if log is not None:
+                log.write(whole)
+                log.flush()  # readable while the run goes on (tail -f)
+            _write_stdout(prefix + whole)
+    if log is not None:
+        log.close()
 
 
 _OUTPUT_LOCK = threading.Lock()
 
 
-def _signal_all(agents: list[subprocess.Popen[bytes]], number: int) -> None:
-    for agent in agents:
-        if agent.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(agent.pid, number)
-
-
-def _stop_within_grace(agents: list[subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for agent in agents:
+def _write_stdout(data: bytes) -> None:
+    with _OUTPUT_LOCK:
         try:
-            agent.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _signal_all([agent], signal.SIGKILL)
-            agent.wait()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except (OSError, ValueError):  # a broken pipe, mostly; a closed or lost terminal too
+            _discard_stdout()
+
+
+def _discard_stdout() -> None:
+    """Send what is still to come on stdout to /dev/null: its reader has gone (`... | head`).
+
+    The run goes on as if it were still read: a task must never block on a full pipe (nor its copying
+    thread die), the log files stay whole, and the summary printed after the run does not fail either.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with contextlib.suppress(OSError, ValueError):  # no file descriptor (captured): each write fails alone
+            os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)

@@ -12,18 +12,19 @@ variables (e.g. `CAJAJEJO_VOLUME_CHECKPOINTS` for `/checkpoints`). Every task se
 discovery variables with 127.0.0.1 as every task's host. All tasks log to one local `mlflow server`
 in the work folder (or `--tracking-uri`), so an evaluator's results land in the trainer's run.
 
-Output lines are prefixed with the task (`[trainer]`, `[trainer-1]` for node 1 of a multi-node task).
-The first task to fail stops the others; Ctrl-C stops all of them (the trainer checkpoints first).
+Output lines are prefixed with the task (`[trainer]`, `[trainer-1]` for node 1 of a multi-node task)
+and written, unprefixed, to a log file per process: `<workdir>/tasks/<task>/<label>.log`. The first
+task to fail stops the others; Ctrl-C stops all of them (the trainer checkpoints first). The exit
+status is the group's outcome (see `run_processes`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from cajajejo import names
@@ -36,7 +37,6 @@ from cajajejo.errors import CajajejoError
 from cajajejo.local_mlflow import serve_mlflow
 
 LOCAL_HOST = "127.0.0.1"
-VOLUME_ENV_PREFIX = "CAJAJEJO_VOLUME_"
 
 
 @dataclass(frozen=True)
@@ -87,15 +87,18 @@ def local_path(spec: TaskBase, container_path: str, volumes: Mapping[str, Path])
 def _task_processes(
     group: LoadedGroup, task: GroupTask, workdir: Path, volumes: Mapping[str, Path], tracking_uri: str
 ) -> list[LocalProcess]:
+    """The task's processes, each logging to `<task folder>/<its label>.log` (`trainer-1.log`: node 1)."""
     task_dir = workdir / "tasks" / task.name
     task_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **_discovery_env(group, task), contract.ENV_MLFLOW_TRACKING_URI: tracking_uri}
     env.update(_volume_env(task.spec.volumes, volumes))
     if isinstance(task.spec, CommandTask):
-        return _command_processes(task, task.spec, env, task_dir)
-    if task.kind == "training":
-        return _training_processes(group, task, env, task_dir, volumes, tracking_uri)
-    return [_evaluation_process(group, task, env, task_dir, volumes)]
+        processes = _command_processes(group, task, task.spec, env, task_dir)
+    elif task.kind == "training":
+        processes = _training_processes(group, task, env, task_dir, volumes, tracking_uri)
+    else:
+        processes = [_evaluation_process(group, task, env, task_dir, volumes)]
+    return [replace(process, log=task_dir / f"{process.label}.log") for process in processes]
 
 
 def _discovery_env(group: LoadedGroup, task: GroupTask) -> dict[str, str]:
@@ -110,11 +113,7 @@ def _discovery_env(group: LoadedGroup, task: GroupTask) -> dict[str, str]:
 
 def _volume_env(mounts: Mapping[str, str], volumes: Mapping[str, Path]) -> dict[str, str]:
     """`/checkpoints` -> CAJAJEJO_VOLUME_CHECKPOINTS=<its folder here>, for scripts that run outside a container."""
-    env = {}
-    for mount, volume in mounts.items():
-        suffix = re.sub(r"[^A-Z0-9]+", "_", mount.upper()).strip("_") or "ROOT"
-        env[VOLUME_ENV_PREFIX + suffix] = str(volumes[volume])
-    return env
+    return {names.local_volume_variable(mount): str(volumes[volume]) for mount, volume in mounts.items()}
 
 
 def _config_files(task: GroupTask, task_dir: Path) -> Path:
@@ -201,12 +200,16 @@ def _evaluation_stamps(group: LoadedGroup, task: GroupTask) -> dict[str, str]:
     return stamps
 
 
-def _command_processes(task: GroupTask, spec: CommandTask, env: dict[str, str], task_dir: Path) -> list[LocalProcess]:
+def _command_processes(
+    group: LoadedGroup, task: GroupTask, spec: CommandTask, env: dict[str, str], task_dir: Path
+) -> list[LocalProcess]:
     nodes = spec.num_nodes or 1
     processes = []
     for rank in range(nodes):
         node_env = {
             **env,
+            # As in the rendered Job: the header's pod settings are the commands', their own envs win.
+            **group.header.kubernetes_config.env,
             **spec.envs,
             names.NODE_RANK_ENV: str(rank),
             names.NUM_NODES_ENV: str(nodes),

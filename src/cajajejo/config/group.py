@@ -48,7 +48,7 @@ from cajajejo.config.common import (
 from cajajejo.config.fields import DnsLabel, DnsSubdomain, NonBlankText, StrictModel, positive_quantity
 from cajajejo.config.training import MAX_NODES, RESERVED_MOUNT_PATHS, AbsolutePath, mount_overlap_problem
 from cajajejo.errors import quoted
-from cajajejo.names import dns1035_label_problem, is_group_variable
+from cajajejo.names import dns1035_label_problem, is_group_variable, local_volume_variable
 
 # Where a task's pods mount things of cajajejo's own: a volume there would hide them.
 TASK_RESERVED_MOUNT_PATHS = (*RESERVED_MOUNT_PATHS, "/dev/shm")  # noqa: S108 - a mount path, not a temp file
@@ -237,6 +237,22 @@ class CommandTask(TaskBase):
             raise ValueError(f"{', '.join(taken)} is set by cajajejo in every task of a group; choose another name")
         return env
 
+    @field_validator("volumes")
+    @classmethod
+    def _one_local_variable_per_mount(cls, volumes: dict[str, str]) -> dict[str, str]:
+        # Run on this machine (`groups run --local`), a command finds its volumes' folders in variables
+        # named after the mount paths; two mounts with one name would leave the script one of the folders.
+        seen: dict[str, str] = {}
+        for mount in volumes:
+            variable = local_volume_variable(mount)
+            if variable in seen:
+                raise ValueError(
+                    f"mount paths {seen[variable]} and {mount} would both be {variable} in a local run "
+                    "(groups run --local); change one of them"
+                )
+            seen[variable] = mount
+        return volumes
+
     @model_validator(mode="after")
     def _env_names_once(self) -> CommandTask:
         both = set(self.envs) & set(self.secret_env)
@@ -259,6 +275,16 @@ def _config_reference(value: Any) -> Any:
 ConfigReference = Annotated[Any, AfterValidator(_config_reference)]
 
 
+def _file_path(value: str) -> str:
+    # The operating system ends a path at a NUL: what was written is not the file that would be read.
+    if "\x00" in value:
+        raise ValueError(f"{quoted(value)} is not a file path: it holds a NUL character")
+    return value
+
+
+FilePath = Annotated[NonBlankText, AfterValidator(_file_path)]  # a file the group file names, relative to it
+
+
 class TrainingTask(TaskBase):
     """A training job (`kind: training` config); `num_nodes`, when given, must be its `training.nnodes`."""
 
@@ -269,7 +295,7 @@ class EvaluationTask(TaskBase):
     """An evaluation job and its HELM run specs; with `watch`, it evaluates each checkpoint that appears there."""
 
     evaluation: ConfigReference
-    helm_config: NonBlankText
+    helm_config: FilePath
     watch: AbsolutePath | None = None
 
     @field_validator("num_nodes")
@@ -353,7 +379,7 @@ class GroupHeader(StrictModel):
     placement: Literal["SAME_INFRA"] = "SAME_INFRA"
     volumes: list[GroupVolume] = Field(default_factory=list)
     existing_volumes: list[DnsSubdomain] = Field(default_factory=list)
-    volume_files: list[NonBlankText] = Field(default_factory=list)  # relative to the group file
+    volume_files: list[FilePath] = Field(default_factory=list)  # relative to the group file
     # The namespace of every task, and the pod settings of plain commands (a job config has its own).
     kubernetes_config: KubernetesConfig = KubernetesConfig()
 

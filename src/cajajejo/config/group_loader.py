@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 import yaml
@@ -92,24 +92,15 @@ class LoadedGroup:
         return self.header.name
 
     def evaluator_roles(self, trainer: GroupTask) -> list[str]:
-        """The evaluation tasks that watch the volume holding `trainer`'s checkpoints (its evaluator roles).
+        """The evaluation tasks that watch the folder `trainer` writes its checkpoints to (its evaluator roles).
 
         The trainer is told them (runtime_contract.ENV_CHECKPOINT_ROLES), so that it keeps every
         checkpoint they have not evaluated, even one it pruned before they started watching.
         """
-        config = trainer.job.config if trainer.job is not None else None
-        if not isinstance(config, TrainingJobConfig):
-            return []
-        held = on_volume(trainer.spec, config.training.checkpoints.directory)
+        held = checkpoint_place(trainer)
         if held is None:
             return []
-        return [
-            task.name
-            for task in self.tasks
-            if isinstance(task.spec, EvaluationTask)
-            and task.spec.watch is not None
-            and (on_volume(task.spec, task.spec.watch) or ("",))[0] == held[0]
-        ]
+        return [task.name for task in self.tasks if watched_place(task) == held]
 
 
 class _Problems:
@@ -416,6 +407,36 @@ def on_volume(spec: TaskBase, path: str) -> tuple[str, str] | None:
     return None
 
 
+# A folder on a volume, as any task sees it whatever its mount path: (volume, path parts inside it).
+Place = tuple[str, tuple[str, ...]]
+
+
+def _place(spec: TaskBase, path: str) -> Place | None:
+    found = on_volume(spec, path)
+    return None if found is None else (found[0], PurePosixPath(found[1]).parts)
+
+
+def _checkpoint_directory(task: GroupTask) -> str | None:
+    """Where a built-in trainer's task writes its checkpoints, in its pods; None for any other task."""
+    config = task.job.config if task.job is not None else None
+    if not isinstance(config, TrainingJobConfig) or config.training.trainer is None:
+        return None
+    return config.training.checkpoints.directory
+
+
+def checkpoint_place(task: GroupTask) -> Place | None:
+    """Where a built-in trainer's task writes its checkpoints; None for any other task, or off its volumes."""
+    directory = _checkpoint_directory(task)
+    return None if directory is None else _place(task.spec, directory)
+
+
+def watched_place(task: GroupTask) -> Place | None:
+    """Where an evaluation task watches for checkpoints; None when it does not."""
+    if not isinstance(task.spec, EvaluationTask) or task.spec.watch is None:
+        return None
+    return _place(task.spec, task.spec.watch)
+
+
 def _check_watched(
     evaluator: GroupTask,
     document: YamlDocument,
@@ -423,11 +444,17 @@ def _check_watched(
     read: list[tuple[GroupTask, YamlDocument]],
     problems: _Problems,
 ) -> None:
-    """Checkpoints an evaluator watches must be where the group's trainers write them."""
-    place = on_volume(evaluator.spec, watch)
+    """Checkpoints an evaluator watches must be where one of the group's trainers writes them.
+
+    Tasks with the volume at other mount paths are matched on the folder inside it. A script or a
+    command writes where it likes, so a volume only they write to is taken on trust; once a built-in
+    trainer writes to the volume, one of them must write to the watched folder.
+    """
+    place = watched_place(evaluator)
     assert place is not None  # EvaluationTask checks that watch is on a mount
-    volume, inside = place
+    volume = place[0]
     writers = [(t, d) for t, d in read if t.kind != "evaluation" and volume in t.spec.volumes.values()]
+    trainers = [(t, d) for t, d in writers if _checkpoint_directory(t) is not None]
     if not writers:
         problems.add(
             document.name,
@@ -436,21 +463,34 @@ def _check_watched(
             "watch",
             document.line_of(("watch",)),
         )
-    for writer, trainer_document in writers:
-        config = writer.job.config if writer.job is not None else None
-        if not isinstance(config, TrainingJobConfig) or config.training.trainer is None:
-            continue  # a script or a command writes where it likes; only the built-in trainer's place is known
-        mount = next(path for path, name in writer.spec.volumes.items() if name == volume)
-        expected = posixpath.join(mount, inside) if inside else mount
-        directory = config.training.checkpoints.directory
-        if directory != expected:
-            problems.add(
-                trainer_document.name,
-                f"set training.checkpoints.directory to {expected}, where task {evaluator.name!r} watches for "
-                f"checkpoints (volume {volume!r}); it is {directory}",
-                "training",
-                trainer_document.line_of(("training",)),
-            )
+    elif len(trainers) == 1:
+        _check_trainer_writes_there(evaluator, place, *trainers[0], problems)
+    elif trainers and all(checkpoint_place(t) != place for t, _ in trainers):
+        written = ", ".join(f"{t.name} to {_checkpoint_directory(t)}" for t, _ in trainers)
+        problems.add(
+            document.name,
+            f"no training task writes checkpoints to {watch} (volume {volume!r}); they write: {written} "
+            "(in their pods)",
+            "watch",
+            document.line_of(("watch",)),
+        )
+
+
+def _check_trainer_writes_there(
+    evaluator: GroupTask, place: Place, trainer: GroupTask, document: YamlDocument, problems: _Problems
+) -> None:
+    """The one trainer on the watched volume: it is told where to write (the evaluator's folder, in its pods)."""
+    if checkpoint_place(trainer) == place:
+        return
+    volume, inside = place
+    mount = next(path for path, name in trainer.spec.volumes.items() if name == volume)
+    problems.add(
+        document.name,
+        f"set training.checkpoints.directory to {posixpath.join(mount, *inside)}, where task {evaluator.name!r} "
+        f"watches for checkpoints (volume {volume!r}); it is {_checkpoint_directory(trainer)}",
+        "training",
+        document.line_of(("training",)),
+    )
 
 
 def _command_warnings(group: str, read: list[tuple[GroupTask, YamlDocument]]) -> list[Problem]:
