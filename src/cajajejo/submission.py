@@ -20,7 +20,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
 import yaml
 from typing_extensions import TypeVar
@@ -55,6 +55,9 @@ from cajajejo.render.plan import (
 from cajajejo.render.training import render_training_plan
 from cajajejo.render.yaml_text import load_documents
 from cajajejo.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from cajajejo.backends.slurm_jobs import SlurmJobPlan
 
 GENERATED_NAME_ATTEMPTS = 3  # two generated names rarely meet; a few fresh draws settle it
 
@@ -404,3 +407,80 @@ def apply_volume(
             f"  it holds {size}, not the {volume.size} the file asks for; a claim's size is changed by its owner"
         )
     return lines
+
+
+def slurm_job_plan(
+    config: Path,
+    helm_config: Path | None,
+    *,
+    kind: str,
+    provenance: Provenance,
+    settings: Settings,
+    workdir: str | None = None,
+    job_name: str | None = None,
+) -> SlurmJobPlan:
+    """A job config (and an evaluation's HELM run specs) as a Slurm job: its files and its batch script.
+    The config's `slurm` section decides; what it leaves open comes from the slurm_* settings."""
+    from cajajejo.backends.slurm_jobs import plan_slurm_job
+    from cajajejo.config.slurm import SlurmSettings
+    from cajajejo.render.names import generate_job_name
+
+    loaded = load_training_config(config) if kind == "training" else load_evaluation_config(config)
+    run_specs = None
+    if helm_config is not None:
+        load_run_specs(helm_config)
+        run_specs = read_text_file(helm_config)
+    section = loaded.config.slurm or SlurmSettings()
+    resolved = section.with_defaults(settings, workdir=workdir, source=str(config))
+    return plan_slurm_job(
+        loaded.config,
+        loaded.text,
+        resolved,
+        kind=kind,
+        job_name=job_name or generate_job_name(kind=kind),
+        provenance=provenance,
+        run_specs_text=run_specs,
+        source=str(config),
+    )
+
+
+def submit_to_slurm(
+    config: Path,
+    helm_config: Path | None,
+    *,
+    kind: str,
+    allow_dirty: bool = False,
+    dry_run: bool = False,
+    config_version: str | None = None,
+    workdir: str | None = None,
+    job_name: str | None = None,
+    slurm_host: str | None = None,
+    settings: Settings | None = None,
+) -> list[str]:
+    """`submit-job --backend slurm`: the same git gate and stamps as on Kubernetes, then the job's files
+    into the Slurm workdir, `sbatch --test-only`, sbatch. Returns what to tell the user."""
+    from cajajejo.backends.hosts import connect_host
+    from cajajejo.backends.slurm import slurm_on
+    from cajajejo.backends.slurm_jobs import submit_slurm_job
+
+    settings = settings or load_settings()
+    provenance = provenance_for(config, helm_config, allow_dirty=allow_dirty)
+    _check_config_version(provenance.config_version, config_version)
+    plan = slurm_job_plan(
+        config, helm_config, kind=kind, provenance=provenance, settings=settings, workdir=workdir, job_name=job_name
+    )
+    host = connect_host(slurm_host or settings.get("slurm_host"))
+    try:
+        job_id = submit_slurm_job(plan, slurm_on(host), dry_run=dry_run)
+    finally:
+        host.close()
+    where = f"Slurm on {host.name}"
+    if job_id is None:
+        return [f"{plan.title} checked by {where} (sbatch --test-only; nothing written, nothing queued)"]
+    backend = " --backend slurm" + (f" --slurm-host {slurm_host}" if slurm_host else "")
+    return [
+        f"{plan.title} submitted to {where}: job {job_id}",
+        f"  its files:       {plan.workdir}/jobs/{plan.job_name}/",
+        f"follow its logs:  cajajejo logs {job_id}{backend} --follow",
+        f"see its state:    cajajejo jobs status {job_id}{backend}",
+    ]

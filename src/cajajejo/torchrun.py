@@ -29,7 +29,7 @@ def torchrun_command(
     config_path: str,
     nnodes: int | None = None,
     nproc_per_node: int | None = None,
-    rendezvous_port: int | None = None,
+    rendezvous_port: int | str | None = None,  # a str: the backend's expansion of a variable
     launcher: Sequence[str] = ("torchrun",),
     trainer_args: Sequence[str] = (),
     literal: Callable[[str], str] = _unchanged,

@@ -5,50 +5,18 @@ evaluation, all submitted at once, then followed through `workflows status` and 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import git
 import pytest
 
 from tests.slurm.cluster import SlurmCluster
-from tests.support import REPO, MlflowServer
+from tests.slurm.support import EVAL_CONFIG, RUN_SPECS, TRAIN_CONFIG, cajajejo, commit_configs, new_repo
+from tests.support import MlflowServer
 
-TRAIN_CONFIG = "jobs/training/slurm.debug.job_config.yml"
-EVAL_CONFIG = "jobs/evaluation/debug.job_config.yml"
-RUN_SPECS = "jobs/evaluation/app/debug.conf"
 EPOCHS, EPOCH_STEPS, CAP = 3, 10, 4
 METRIC = "simple_mcqa/model-huggingface_model/test/exact_match"
-
-
-def cajajejo(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The command as a user runs it: a fresh process, with the environment this test session has
-    (SLURM_CONF of the test cluster)."""
-    return subprocess.run(
-        [sys.executable, "-m", "cajajejo.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=os.environ.copy(),
-    )
-
-
-def commit_configs(repo: git.Repo, tracking_uri: str) -> Path:
-    """The example configs, pointed at the session's MLflow server, committed (the git gate wants them so)."""
-    root = Path(str(repo.working_tree_dir))
-    for name in (TRAIN_CONFIG, EVAL_CONFIG, RUN_SPECS):
-        text = (REPO / name).read_text().replace("http://127.0.0.1:5000", tracking_uri)
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    repo.index.add([TRAIN_CONFIG, EVAL_CONFIG, RUN_SPECS])
-    repo.index.commit("workflow configs")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +24,7 @@ def workflow(
     slurm_cluster: SlurmCluster, mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     """The workflow, run to its end (module-scoped: it takes a few minutes, the tests read what it left)."""
-    root = tmp_path_factory.mktemp("workflow-repo")
-    repo = git.Repo.init(root)
-    with repo.config_writer() as config:
-        config.set_value("user", "name", "test").set_value("user", "email", "test@example.com")
-    root = commit_configs(repo, mlflow_server.uri)
+    root = commit_configs(new_repo(tmp_path_factory.mktemp("workflow-repo")), mlflow_server.uri)
     workdir = slurm_cluster.work_dir / "wf-seed001"
     args = [
         "workflows",

@@ -23,7 +23,13 @@ import yaml
 from cajajejo.config.evaluation import EvaluationJobConfig
 from cajajejo.config.slurm import SlurmSettings
 from cajajejo.config.training import TrainingJobConfig
-from cajajejo.render.slurm import SHUTDOWN_MARGIN_SECONDS, TORCHRUN_SIGNALS
+from cajajejo.render.slurm import (
+    FIRST_JOB_PORT,
+    JOB_PORTS,
+    SHUTDOWN_MARGIN_SECONDS,
+    TORCHRUN_SIGNALS,
+    port_is_pinned,
+)
 from cajajejo.torchrun import torchrun_command
 from tests.support import REPO
 
@@ -188,6 +194,13 @@ def slurm_settings(**fields: Any) -> SlurmSettings:
     return SlurmSettings.model_validate(data)
 
 
+def job_port(config: TrainingJobConfig) -> int:
+    """The rendezvous port of the sandbox's job: the config's when it pins one, else from the job id."""
+    if port_is_pinned(config):
+        return config.training.rendezvous.port
+    return FIRST_JOB_PORT + int(JOB_ID) % JOB_PORTS
+
+
 def expected_torchrun(
     config: TrainingJobConfig, node: int, trainer_args: list[str], config_path: str, grace: int = 120
 ) -> list[str]:
@@ -197,6 +210,7 @@ def expected_torchrun(
         config,
         node_rank=str(node),
         rendezvous_host=f"addr-of-{NODES[0]}",  # its NodeAddr, as the stand-in scontrol says
+        rendezvous_port=job_port(config),
         run_id=JOB_ID,
         config_path=config_path,
         launcher=(

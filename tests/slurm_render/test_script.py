@@ -91,10 +91,10 @@ def test_a_multi_node_script_runs_torchrun_once_per_node_with_the_first_node_as_
     started = run.programs("torchrun")
     assert [argv for argv, _ in started] == [expected_torchrun(config, node, [], CONFIG_PATH) for node in range(4)]
     for node, (argv, env) in enumerate(started):
-        assert "--rdzv-endpoint=addr-of-node-a:29500" in argv  # the first node's NodeAddr
+        assert "--rdzv-endpoint=addr-of-node-a:24242" in argv  # the first node's NodeAddr, a port from the job id
         assert f"--node-rank={node}" in argv
         assert (env["NODE_RANK"], env["RANK"], env["MASTER_ADDR"]) == (str(node), str(node), "addr-of-node-a")
-        assert (env["NNODES"], env["WORLD_SIZE"], env["MASTER_PORT"]) == ("4", "4", "29500")
+        assert (env["NNODES"], env["WORLD_SIZE"], env["MASTER_PORT"]) == ("4", "4", "24242")
         assert env["JOB_NAME"] == "run-1"
         assert env["CONFIG_VERSION"] == "10abfb1bf8a0"
         assert env["TRANSFORMERS_CACHE"] == "/models/cache"  # the config's own env
@@ -322,3 +322,16 @@ def test_a_script_whose_sbatch_lines_or_syntax_are_off_is_refused() -> None:
         check_script(script.replace("#SBATCH --requeue\n", ""), directives)
     with pytest.raises(RenderedManifestError, match="not valid bash"):
         check_script(script + "\nif then fi\n", directives)
+
+
+def test_a_job_takes_its_rendezvous_port_from_its_id_unless_the_config_pins_one(tmp_path: Path) -> None:
+    free = render(training_config())
+    assert 'export MASTER_PORT="$(( 20000 + SLURM_JOB_ID % 20000 ))"' in free
+    data = training_config().model_dump(mode="json", by_alias=True, exclude_unset=True)
+    data["training"].setdefault("rendezvous", {})["port"] = 29555
+    pinned = render(TrainingJobConfig.model_validate(data))
+    assert "SLURM_JOB_ID % " not in pinned
+    assert "export MASTER_PORT=29555" in pinned
+    run = run_script(pinned, tmp_path)
+    assert {env["MASTER_PORT"] for _, env in run.programs("torchrun")} == {"29555"}
+    assert all("--rdzv-endpoint=addr-of-node-a:29555" in argv for argv, _ in run.programs("torchrun"))

@@ -14,11 +14,14 @@ What callers can rely on:
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from cajajejo.backends.hosts import Host
+from cajajejo.backends.hosts import Host, LocalHost
 from cajajejo.errors import CajajejoError, one_line
 
 # What squeue and sacct print for a time not known yet (a pending job's end, say).
@@ -90,16 +93,20 @@ class SlurmCluster:
             found.update(self._accounted(missing))
         return found
 
-    def _queued(self, wanted: set[str]) -> dict[str, SlurmJobState]:
-        # All of the user's jobs, filtered here: squeue --jobs fails outright when one id is unknown.
+    def queued_jobs(self) -> list[SlurmJobState]:
+        """The user's jobs slurmctld still holds: queued, running, or ended within MinJobAge."""
         output = self._run(["squeue", "--me", "--noheader", "--states=all", "--format=%i|%j|%T|%r|%S|%e"], "squeue")
-        found = {}
+        found = []
         for line in output.splitlines():
             parts = line.split("|")
-            if len(parts) == 6 and parts[0] in wanted:
+            if len(parts) == 6:
                 job_id, name, state, reason, start, end = parts
-                found[job_id] = SlurmJobState(job_id, name, state, _reason(reason), _time(start), _time(end))
+                found.append(SlurmJobState(job_id, name, state, _reason(reason), _time(start), _time(end)))
         return found
+
+    def _queued(self, wanted: set[str]) -> dict[str, SlurmJobState]:
+        # All of the user's jobs, filtered here: squeue --jobs fails outright when one id is unknown.
+        return {state.job_id: state for state in self.queued_jobs() if state.job_id in wanted}
 
     def _accounted(self, wanted: set[str]) -> dict[str, SlurmJobState]:
         argv = ["sacct", "--noheader", "--parsable2", "-X", "--jobs=" + ",".join(sorted(wanted, key=int))]
@@ -138,3 +145,12 @@ def _time(text: str) -> str | None:
 
 def _reason(text: str) -> str:
     return "" if text.strip() in ("None", "(null)") else text.strip()
+
+
+def slurm_on(host: Host) -> SlurmCluster:
+    """Slurm as `host` reaches it. On this machine, jobs find the same cajajejo as the command that
+    submits them: its folder comes first on the PATH that sbatch passes on (`--export=ALL`, sbatch's
+    default). On a login node, the remote login environment decides (cajajejo installed there)."""
+    if isinstance(host, LocalHost):
+        return SlurmCluster(host, {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])})
+    return SlurmCluster(host)

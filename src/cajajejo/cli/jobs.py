@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,16 +12,22 @@ import click
 
 from cajajejo.cli.options import (
     ALLOW_DIRTY_REPO,
+    BACKEND,
     CONFIG_VERSION_TO_STAMP,
     DRY_RUN,
     KUBERNETES_VERSION,
     NAMESPACE_OPTION,
     NAMESPACE_TO_RENDER,
+    SLURM_HOST,
+    SLURM_WORKDIR,
     SUBMIT_CONFIG_VERSION,
     SUBMIT_NAMESPACE,
     TEMPLATE_DIR,
     cluster_and_namespace,
+    generated_name_rng,
     options_from,
+    refuse_for_slurm,
+    slurm_host,
     spec_output_option,
     with_options,
     write_plan,
@@ -66,8 +74,37 @@ def _render_options(command: Callable[..., None]) -> Callable[..., None]:
         click.option("--config-path-in-repo", default="unknown", show_default=True, help="CONFIG's repository path."),
         KUBERNETES_VERSION,
         TEMPLATE_DIR,
+        BACKEND,
+        SLURM_WORKDIR,
     ]
     return with_options(options, command)
+
+
+_KUBERNETES_RENDERING = ["namespace", "kubernetes_version", "template_dir"]
+
+
+def _parse_for_slurm(kind: str, config: Path, helm_config: Path | None, output: Path, flags: dict[str, Any]) -> None:
+    """parse-job --backend slurm: the job's batch script at OUTPUT (its config files go beside it on submit)."""
+    from cajajejo.files import write_text_atomically
+    from cajajejo.render.names import generate_job_name
+    from cajajejo.render.plan import Provenance
+    from cajajejo.settings import load_settings
+    from cajajejo.submission import slurm_job_plan
+
+    helm_path = flags.get("helm_config_path_in_repo", "unknown")
+    rng = generated_name_rng(flags)
+    plan = slurm_job_plan(
+        config,
+        helm_config,
+        kind=kind,
+        provenance=Provenance(flags["config_version"], flags["config_path_in_repo"], helm_path),
+        settings=load_settings(),
+        workdir=flags["workdir"],
+        job_name=flags["job_name"] or (generate_job_name(kind=kind, rng=rng) if rng else None),
+    )
+    write_text_atomically(output, plan.script)
+    if str(output) != "-":
+        click.echo(f"wrote {output}: the Slurm batch script of {plan.title} (workdir {plan.workdir})", err=True)
 
 
 @evaluation.command("parse-job")
@@ -83,6 +120,12 @@ def parse_job(config: Path, helm_config: Path, output: Path, helm_config_path_in
     manifests at OUTPUT ('-' for stdout): a Job, its own ConfigMap with both files, and a StorageClass
     when the config asks for one. Everything is validated before anything is written.
     """
+    refuse_for_slurm(flags, _KUBERNETES_RENDERING)
+    if flags["backend"] == "slurm":
+        _parse_for_slurm(
+            "evaluation", config, helm_config, output, {**flags, "helm_config_path_in_repo": helm_config_path_in_repo}
+        )
+        return
     from cajajejo.config.loader import load_evaluation_config
     from cajajejo.config.run_specs import load_run_specs
     from cajajejo.render.evaluation import render_evaluation_plan
@@ -109,6 +152,9 @@ def _submit_options(command: Callable[..., None]) -> Callable[..., None]:
         DRY_RUN,
         ALLOW_DIRTY_REPO,
         spec_output_option(" (with --path-to-config)"),
+        BACKEND,
+        SLURM_WORKDIR,
+        SLURM_HOST,
     ]
     return with_options(options, command)
 
@@ -120,16 +166,32 @@ def _submit(kind: str, helm_config: Path | None, flags: dict[str, Any]) -> None:
     spec, config = flags["job_spec_path"], flags["path_to_config"]
     from_config = config is not None or helm_config is not None
     needs = "--path-to-config with --path-to-helm-config" if kind == "evaluation" else "--path-to-config"
+    refuse_for_slurm(flags, ["namespace", "job_spec_path", "kubernetes_job_spec_output_path"])
     if (spec is not None) == from_config:
         raise click.UsageError(f"give either --job-spec-path, or {needs}")
-    common = {"config_version": flags["config_version"], "namespace": flags["namespace"], "dry_run": flags["dry_run"]}
+    if spec is None and (config is None or (kind == "evaluation" and helm_config is None)):
+        raise click.UsageError(f"{needs} go together")
+    common = {"config_version": flags["config_version"], "dry_run": flags["dry_run"]}
+    if flags["backend"] == "slurm":
+        assert config is not None
+        for line in submission.submit_to_slurm(
+            config,
+            helm_config,
+            kind=kind,
+            allow_dirty=flags["allow_dirty_repo"],
+            workdir=flags["workdir"],
+            slurm_host=flags["slurm_host"],
+            **common,
+        ):
+            click.echo(line)
+        return
+    common["namespace"] = flags["namespace"]
     if spec is not None:
         if flags["allow_dirty_repo"] or flags["kubernetes_job_spec_output_path"] is not None:
             raise click.UsageError("--allow-dirty-repo and --kubernetes-job-spec-output-path need --path-to-config")
         result = submission.submit_job_spec(spec, **common)
     else:
-        if config is None or (kind == "evaluation" and helm_config is None):
-            raise click.UsageError(f"{needs} go together")
+        assert config is not None
         result = submission.submit_job(
             config,
             helm_config,
@@ -184,6 +246,10 @@ def parse_training_job(config: Path, output: Path, **flags: Any) -> None:
     Job of `nnodes` pods running torchrun, a headless Service naming each pod, and the job's ConfigMap.
     Everything is validated before anything is written.
     """
+    refuse_for_slurm(flags, _KUBERNETES_RENDERING)
+    if flags["backend"] == "slurm":
+        _parse_for_slurm("training", config, None, output, flags)
+        return
     from cajajejo.config.loader import load_training_config
     from cajajejo.render.plan import Provenance
     from cajajejo.render.training import render_training_plan
@@ -205,51 +271,70 @@ def submit_training_job(**flags: Any) -> None:
     _submit("training", None, flags)
 
 
-@jobs.command("list")
-@NAMESPACE_OPTION
-def list_jobs(namespace: str | None) -> None:
-    """List the jobs cajajejo made in a namespace, newest first."""
-    cluster, namespace = cluster_and_namespace(namespace)
-    summaries = cluster.list_jobs(namespace)
-    if not summaries:
-        click.echo(f"no cajajejo jobs in namespace {namespace}")
+_BACKEND_OPTIONS = [NAMESPACE_OPTION, BACKEND, SLURM_HOST]
+
+
+@contextlib.contextmanager
+def _job_backend(flags: dict[str, Any]) -> Iterator[Any]:
+    """The JobBackend the flags name (Kubernetes in a namespace, or Slurm on a host), for one command."""
+    from cajajejo.backends.jobs import KubernetesJobs, SlurmJobs
+    from cajajejo.backends.slurm import slurm_on
+
+    refuse_for_slurm(flags, ["namespace"])
+    if flags["backend"] == "slurm":
+        with slurm_host(flags["slurm_host"]) as host:
+            yield SlurmJobs(slurm_on(host))
         return
-    click.echo(f"{'NAME':<45} {'KIND':<11} {'STATE':<10} {'CREATED':<26} CONFIG VERSION")
-    for job in summaries:
-        click.echo(
-            f"{job.name:<45} {job.kind:<11} {job.state:<10} {job.created or '-':<26} {job.config_version or '-'}"
-        )
+    cluster, namespace = cluster_and_namespace(flags["namespace"])
+    yield KubernetesJobs(cluster, namespace)
+
+
+def _job_handle(flags: dict[str, Any], job: str) -> str:
+    """A Kubernetes job name is checked here (a DNS label); a Slurm job id by the Slurm backend."""
+    from cajajejo.render.names import check_dns_label
+
+    return job if flags["backend"] == "slurm" else check_dns_label(job, "JOB_NAME")
+
+
+@jobs.command("list")
+@functools.partial(with_options, _BACKEND_OPTIONS)
+def list_jobs(**flags: Any) -> None:
+    """List the jobs cajajejo made in a namespace, newest first (with --backend slurm: your Slurm jobs)."""
+    with _job_backend(flags) as backend:
+        for line in backend.list_jobs():
+            click.echo(line)
 
 
 @jobs.command("status")
 @click.argument("job_name")
-@NAMESPACE_OPTION
-def job_status(job_name: str, namespace: str | None) -> None:
-    """Show the state of JOB_NAME and of its pods."""
-    from cajajejo.render.names import check_dns_label
-
-    cluster, namespace = cluster_and_namespace(namespace)
-    job = cluster.job_status(check_dns_label(job_name, "JOB_NAME"), namespace)
-    pods = f"; {job.completions} pods" if job.completions > 1 else ""
-    click.echo(f"{job.kind} job {job.name} in {job.namespace}: {job.state}{pods}")
-    click.echo(f"  active {job.active}, succeeded {job.succeeded}, failed {job.failed}; created {job.created or '-'}")
-    click.echo(f"  config version {job.config_version or '-'}")
-    for pod in job.pods:
-        rank = f" (rank {pod.rank})" if pod.rank is not None else ""
-        click.echo(f"  pod {pod.name}{rank}: {pod.phase}" + (f" ({pod.reason})" if pod.reason else ""))
+@functools.partial(with_options, _BACKEND_OPTIONS)
+def job_status(job_name: str, **flags: Any) -> None:
+    """Show the state of JOB_NAME and of its pods (with --backend slurm, JOB_NAME is the Slurm job id)."""
+    job = _job_handle(flags, job_name)
+    with _job_backend(flags) as backend:
+        for line in backend.job_status(job):
+            click.echo(line)
 
 
 @jobs.command("delete")
 @click.argument("job_name")
-@NAMESPACE_OPTION
+@functools.partial(with_options, _BACKEND_OPTIONS)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def delete_job(job_name: str, namespace: str | None, yes: bool) -> None:
-    """Delete JOB_NAME, its pods and its ConfigMap (only jobs that cajajejo made)."""
-    from cajajejo.render.names import check_dns_label
-
-    cluster, namespace = cluster_and_namespace(namespace)
-    job_name = check_dns_label(job_name, "JOB_NAME")
-    if not yes:
-        click.confirm(f"delete job {job_name} in namespace {namespace}, its pods and its ConfigMap?", abort=True)
-    for item in cluster.delete_job(job_name, namespace):
-        click.echo(f"deleted {item}")
+def delete_job(job_name: str, yes: bool, **flags: Any) -> None:
+    """Delete JOB_NAME, its pods and its ConfigMap (only jobs that cajajejo made). With --backend slurm:
+    cancel Slurm job JOB_NAME (an id) unless it has ended; its files and logs stay."""
+    job = _job_handle(flags, job_name)
+    slurm = flags["backend"] == "slurm"
+    with _job_backend(flags) as backend:
+        if not yes:
+            what = (
+                f"cancel Slurm job {job}"
+                if slurm
+                else f"delete job {job} in namespace {backend.namespace}, its pods and its ConfigMap"
+            )
+            click.confirm(f"{what}?", abort=True)
+        ended = backend.end_job(job)
+        for item in ended:
+            click.echo(f"{'cancelled' if slurm else 'deleted'} {item}")
+        if slurm and not ended:
+            click.echo(f"slurm job {job} had ended already: nothing to cancel")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cajajejo.cli.options import NAMESPACE_OPTION
+from cajajejo.cli.options import BACKEND, NAMESPACE_OPTION, SLURM_HOST, SLURM_WORKDIR, refuse_for_slurm, slurm_host
 from cajajejo.cli.root import cli
 
 
@@ -36,6 +36,9 @@ from cajajejo.cli.root import cli
 @click.option("--quiet", "-q", is_flag=True, help="Do not print entries (with --output-path).")
 @click.option("--rank", type=click.IntRange(min=0), help="Only this pod of a training job (its node rank).")
 @click.option("--task", help="Only this task of the group JOB_NAME (without it: every task, each line after [task]).")
+@BACKEND
+@SLURM_HOST
+@SLURM_WORKDIR
 def logs(
     job_name: str,
     namespace: str | None,
@@ -46,8 +49,23 @@ def logs(
     quiet: bool,
     rank: int | None,
     task: str | None,
+    backend: str,
+    slurm_host: str | None,
+    workdir: str | None,
 ) -> None:
-    """Print the container logs of JOB_NAME (a job, or a group of jobs) from Google Cloud Logging, oldest first."""
+    """Print the container logs of JOB_NAME (a job, or a group of jobs) from Google Cloud Logging, oldest first.
+
+    With --backend slurm, JOB_NAME is a Slurm job id and its output file is printed (--follow: until the
+    job ends); --workdir finds the file once Slurm has forgotten the job.
+    """
+    flags = {"backend": backend, "slurm_host": slurm_host, "workdir": workdir, "namespace": namespace}
+    refuse_for_slurm(
+        {**flags, "output_path": output_path, "quiet": quiet, "rank": rank, "task": task},
+        ["namespace", "output_path", "quiet", "rank", "task"],
+    )
+    if backend == "slurm":
+        _slurm_logs(job_name, slurm_host, workdir, follow)
+        return
     from cajajejo.log_output import FetchSummary, fetch_job_logs
     from cajajejo.settings import load_settings
 
@@ -75,6 +93,26 @@ def logs(
     hint = summary.group_hint(job_name) if task is None else None
     if hint:
         click.echo(hint, err=True)
+
+
+def _slurm_logs(job_id: str, host_option: str | None, workdir: str | None, follow: bool) -> None:
+    import sys
+
+    from cajajejo.backends.slurm import slurm_on
+    from cajajejo.backends.slurm_jobs import follow_log, log_path
+    from cajajejo.settings import load_settings
+
+    with slurm_host(host_option) as host:
+        cluster = slurm_on(host)
+        path = log_path(cluster, job_id, workdir or load_settings().get("slurm_workdir"))
+        click.echo(f"{path} on {host.name}:", err=True)
+        try:
+            for chunk in follow_log(cluster, job_id, path, follow=follow):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+        except KeyboardInterrupt:
+            if not follow:
+                raise
 
 
 @cli.group("config")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +65,13 @@ def options_from(flags: dict[str, Any]) -> Any:
     from cajajejo.render.schema import DEFAULT_KUBERNETES_VERSION
     from cajajejo.settings import load_settings
 
-    seed = flags.get("seed")
     return RenderOptions.from_settings(
         load_settings(),
         job_name=flags.get("job_name"),
         namespace=flags["namespace"],
         kubernetes_version=flags["kubernetes_version"] or DEFAULT_KUBERNETES_VERSION,
         template_dir=flags["template_dir"],
-        rng=random.Random(seed) if seed is not None else None,  # noqa: S311 - names, not secrets
+        rng=generated_name_rng(flags),
     )
 
 
@@ -106,3 +106,51 @@ def check_label_option(value: str, option: str) -> None:
         check_label(value, option.lstrip("-"))
     except ValueError as exc:
         raise UserInputError(Problem(option, str(exc))) from None
+
+
+# Where a job goes, and the Slurm options that come with it.
+BACKEND = click.option(
+    "--backend",
+    type=click.Choice(["kubernetes", "slurm"]),
+    default="kubernetes",
+    show_default=True,
+    help="Where the job runs: Kubernetes manifests, or a Slurm batch script.",
+)
+SLURM_WORKDIR = click.option(
+    "--workdir", help="With --backend slurm: the shared folder on the cluster (default: slurm.workdir, slurm_workdir)."
+)
+SLURM_HOST = click.option(
+    "--slurm-host",
+    help="With --backend slurm: the login node as [user@]host[:port], over SSH (default: slurm_host, else here).",
+)
+
+
+def refuse_for_slurm(flags: dict[str, Any], names: list[str]) -> None:
+    """Kubernetes-only options given with --backend slurm: refused, not silently dropped."""
+    given = [name for name in names if flags.get(name) not in (None, False)]
+    if flags.get("backend") == "slurm" and given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise click.UsageError(f"{options}: for Kubernetes only, not with --backend slurm")
+    if flags.get("backend") != "slurm":
+        slurm_only = [name for name in ("workdir", "slurm_host") if flags.get(name) is not None]
+        if slurm_only:
+            options = ", ".join("--" + name.replace("_", "-") for name in slurm_only)
+            raise click.UsageError(f"{options}: need --backend slurm")
+
+
+@contextlib.contextmanager
+def slurm_host(option: str | None) -> Iterator[Any]:
+    """The Slurm host of --slurm-host (else the slurm_host setting, else this machine), closed after."""
+    from cajajejo.backends.hosts import connect_host
+    from cajajejo.settings import load_settings
+
+    host = connect_host(option or load_settings().get("slurm_host"))
+    try:
+        yield host
+    finally:
+        host.close()
+
+
+def generated_name_rng(flags: dict[str, Any]) -> random.Random | None:
+    seed = flags.get("seed")
+    return random.Random(seed) if seed is not None else None  # noqa: S311 - names, not secrets

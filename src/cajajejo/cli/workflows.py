@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from cajajejo.cli import options
 from cajajejo.cli.root import cli
-
-if TYPE_CHECKING:
-    from cajajejo.backends.slurm import SlurmCluster
 
 SLURM_HOST_OPTION = click.option(
     "--slurm-host",
@@ -49,6 +47,7 @@ def train_eval(config: Path, **flags: Any) -> None:
     submitted at once with Slurm dependencies (afterok); follow it with `cajajejo workflows status DIR`.
     """
     from cajajejo.backends.hosts import connect_host
+    from cajajejo.backends.slurm import slurm_on
     from cajajejo.examples import DEBUG_EVALUATION_CONFIG, DEBUG_RUN_SPECS, example_file
     from cajajejo.settings import load_settings
     from cajajejo.workflows.submit import TrainEvalRequest, default_name, prepare_train_eval, submit_workflow
@@ -84,7 +83,7 @@ def train_eval(config: Path, **flags: Any) -> None:
         return
     host = connect_host(host_spec)
     try:
-        ids = submit_workflow(prepared, _cluster(host))
+        ids = submit_workflow(prepared, slurm_on(host))
     finally:
         host.close()
     click.echo(f"submitted {len(ids)} jobs to Slurm on {host.name} (first {next(iter(ids.values()))})")
@@ -113,29 +112,17 @@ def _workdir(option: str | None, name: str, config: Path, settings: Any, *, remo
     return f"{base or Path.cwd()}/workflows/{name}"
 
 
-def _cluster(host: Any) -> SlurmCluster:
-    """Slurm on `host`; here, jobs find the same cajajejo as this command (its folder first on PATH)."""
-    import os
-    import sys
-
-    from cajajejo.backends.hosts import LocalHost
-    from cajajejo.backends.slurm import SlurmCluster
-
-    if isinstance(host, LocalHost):
-        return SlurmCluster(host, {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])})
-    return SlurmCluster(host)
-
-
 @workflows.command("status")
 @click.argument("workdir")
 @SLURM_HOST_OPTION
 def status(workdir: str, slurm_host: str | None) -> None:
     """Show each epoch's training jobs and evaluation: Slurm state, steps, start and end."""
+    from cajajejo.backends.slurm import slurm_on
     from cajajejo.workflows.follow import load_workflow, status_lines
 
-    with _connected(slurm_host) as host:
+    with options.slurm_host(slurm_host) as host:
         workflow = load_workflow(host, workdir)
-        for line in status_lines(workflow, _cluster(host)):
+        for line in status_lines(workflow, slurm_on(host)):
             click.echo(line)
 
 
@@ -144,10 +131,11 @@ def status(workdir: str, slurm_host: str | None) -> None:
 @SLURM_HOST_OPTION
 def cancel(workdir: str, slurm_host: str | None) -> None:
     """Cancel every job of the workflow that has not ended yet."""
+    from cajajejo.backends.slurm import slurm_on
     from cajajejo.workflows.follow import cancel_workflow, load_workflow
 
-    with _connected(slurm_host) as host:
-        cancelled = cancel_workflow(load_workflow(host, workdir), _cluster(host))
+    with options.slurm_host(slurm_host) as host:
+        cancelled = cancel_workflow(load_workflow(host, workdir), slurm_on(host))
     click.echo(f"cancelled {len(cancelled)} job(s)" + (f": {', '.join(cancelled)}" if cancelled else ""))
 
 
@@ -160,20 +148,3 @@ def record(workdir: Path, job: str) -> None:
 
     state = record_finished(workdir, job)
     click.echo(json.dumps({"recorded": job, "trained_steps": state["trained_steps"], "complete": state["complete"]}))
-
-
-def _connected(slurm_host: str | None) -> Any:
-    import contextlib
-
-    from cajajejo.backends.hosts import connect_host
-    from cajajejo.settings import load_settings
-
-    @contextlib.contextmanager
-    def connection() -> Any:
-        host = connect_host(slurm_host or load_settings().get("slurm_host"))
-        try:
-            yield host
-        finally:
-            host.close()
-
-    return connection()

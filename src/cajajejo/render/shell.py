@@ -40,7 +40,7 @@ class ShellText(str):
 
 
 # cajajejo's own values that a command may expand at run time, and nothing else.
-EXPANDABLE = frozenset({"SLURM_NODEID", "SLURM_JOB_ID", "SLURM_NNODES", "MASTER_ADDR"})
+EXPANDABLE = frozenset({"SLURM_NODEID", "SLURM_JOB_ID", "SLURM_NNODES", "MASTER_ADDR", "MASTER_PORT"})
 _MARK = "\x00"  # no user string holds it (`no_nul` refuses them), so a marked name is always ours
 _EXPANSION = re.compile(f"{_MARK}([A-Z_][A-Z0-9_]*){_MARK}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

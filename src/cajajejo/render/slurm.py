@@ -42,6 +42,11 @@ _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LOG_FILE = "logs/%x-%j.out"  # %x: the job name, %j: its id; requeued runs append to the same file
 # torchrun's default list plus USR1, which it then forwards to its workers instead of dying of it.
 TORCHRUN_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
+# A job's rendezvous port, unless the config pins one: FIRST_JOB_PORT + job id % JOB_PORTS. On a node
+# shared by several jobs a fixed port would be taken by the first; ids of jobs alive at once rarely
+# collide modulo 20000.
+FIRST_JOB_PORT = 20_000
+JOB_PORTS = 20_000
 SHUTDOWN_MARGIN_SECONDS = 15  # of the grace: time left to requeue after the workers have stopped
 # Variables the script sets for the job's processes; a config's env may not set them too.
 SCRIPT_ENV = frozenset({"MASTER_ADDR", "NODE_RANK", "RANK"})
@@ -180,12 +185,22 @@ def _training_context(
         )
     world = world_env(config, "", config.training.rendezvous.port)
     world.pop(runtime_contract.ENV_MASTER_ADDR)  # the first node's name: known only in the job (prepare block)
+    if not port_is_pinned(config):  # jobs sharing a node must not share a port: the prepare block picks one
+        world.pop(runtime_contract.ENV_MASTER_PORT)
     return {
         **_resources(config, settings, nnodes),
         "exports": list(world.items()),
+        "port_from_job_id": not port_is_pinned(config),
+        "first_port": FIRST_JOB_PORT,
+        "ports": JOB_PORTS,
         "requeue": settings.requeue,
         "forward_signal": "USR1",
     }
+
+
+def port_is_pinned(config: TrainingJobConfig) -> bool:
+    """Whether the config chose the rendezvous port itself (else each Slurm job takes one from its id)."""
+    return "port" in config.training.rendezvous.model_fields_set
 
 
 def _evaluation_context(config: EvaluationJobConfig, settings: SlurmSettings, source: str) -> dict[str, Any]:
@@ -213,6 +228,7 @@ def _trainer_argv(
         config,
         node_rank=expansion("SLURM_NODEID"),
         rendezvous_host=expansion("MASTER_ADDR"),
+        rendezvous_port=None if port_is_pinned(config) else expansion("MASTER_PORT"),
         run_id=expansion("SLURM_JOB_ID"),
         config_path=config_path,
         launcher=(

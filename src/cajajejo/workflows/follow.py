@@ -8,9 +8,10 @@ from typing import Any
 
 from cajajejo.backends.hosts import Host
 from cajajejo.backends.slurm import SlurmCluster, SlurmJobState
+from cajajejo.backends.slurm_jobs import job_dir
 from cajajejo.errors import Problem, UserInputError
 from cajajejo.workflows.plan import TRAIN
-from cajajejo.workflows.state import FINISHED_FILE, STATE_FILE, WORKFLOW_FILE, job_dir
+from cajajejo.workflows.state import FINISHED_FILE, STATE_FILE, WORKFLOW_FILE
 
 
 @dataclass(frozen=True)

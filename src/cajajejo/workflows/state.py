@@ -24,23 +24,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cajajejo.backends.slurm_jobs import CHECKPOINTS_DIR, JOBS_DIR  # the layout single Slurm jobs have too
 from cajajejo.checkpoints import CheckpointDir
 from cajajejo.files import write_text_atomically
 
 WORKFLOW_FILE = "workflow.json"
 STATE_FILE = "state.json"
 INPUTS_DIR = "inputs"
-JOBS_DIR = "jobs"
-CHECKPOINTS_DIR = "checkpoints"
 METRICS_DIR = "metrics"
-LOGS_DIR = "logs"
 FINISHED_FILE = "finished.json"
-SCRIPT_FILE = "job.sbatch"
 _LOCK_FILE = ".state.lock"
-
-
-def job_dir(workdir: str, job_name: str) -> str:
-    return f"{workdir}/{JOBS_DIR}/{job_name}"
 
 
 def metrics_file(workdir: str, epoch: int) -> str:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from cajajejo import runtime_contract
+from cajajejo.backends.hosts import Host
 from cajajejo.backends.slurm import SlurmCluster
+from cajajejo.backends.slurm_jobs import CHECKPOINTS_DIR, LOGS_DIR, SCRIPT_FILE, job_dir
 from cajajejo.config.loader import load_evaluation_config, load_training_config
 from cajajejo.config.run_specs import load_run_specs
 from cajajejo.config.slurm import SlurmSettings
@@ -27,17 +29,7 @@ from cajajejo.render.plan import UNKNOWN_PATH
 from cajajejo.render.slurm import CheckpointToEvaluate, render_slurm_script
 from cajajejo.settings import Settings
 from cajajejo.workflows.plan import EVALUATION_ROLE, TRAIN, PlannedJob, WorkflowPlan, plan_train_eval
-from cajajejo.workflows.state import (
-    CHECKPOINTS_DIR,
-    INPUTS_DIR,
-    LOGS_DIR,
-    METRICS_DIR,
-    SCRIPT_FILE,
-    WORKFLOW_FILE,
-    job_dir,
-    metrics_file,
-    to_json,
-)
+from cajajejo.workflows.state import INPUTS_DIR, METRICS_DIR, WORKFLOW_FILE, metrics_file, to_json
 
 TRAIN_CONFIG = "train_config.yml"
 EVAL_CONFIG = "eval_config.yml"
@@ -196,17 +188,24 @@ def _segment_arguments(job: PlannedJob) -> list[str]:
     return ["--max-steps", str(job.end_step), *hold]
 
 
+def write_workflow_folder(prepared: PreparedWorkflow, host: Host) -> None:
+    """The workflow's folder on the cluster, before any job is queued: its folders, inputs and scripts,
+    and workflow.json without job ids (the jobs' last step reads the plan from it)."""
+    workdir = prepared.plan.workdir
+    for folder in (LOGS_DIR, CHECKPOINTS_DIR, METRICS_DIR):
+        host.make_dirs(f"{workdir}/{folder}")
+    for path, text in prepared.files.items():
+        host.write_file(path, text)
+    host.write_file(f"{workdir}/{WORKFLOW_FILE}", prepared.record())
+
+
 def submit_workflow(prepared: PreparedWorkflow, cluster: SlurmCluster) -> dict[str, str]:
     """Write the folder, check the scripts, queue every job with its dependencies; the Slurm job ids by name.
 
     All or nothing: if a job cannot be queued, the ones queued before it are cancelled.
     """
     plan, host = prepared.plan, cluster.host
-    for folder in (LOGS_DIR, CHECKPOINTS_DIR, METRICS_DIR):
-        host.make_dirs(f"{plan.workdir}/{folder}")
-    for path, text in prepared.files.items():
-        host.write_file(path, text)
-    host.write_file(f"{plan.workdir}/{WORKFLOW_FILE}", prepared.record())
+    write_workflow_folder(prepared, host)
     # One script of each kind: the others differ only in step numbers and names.
     for kind in {job.kind: job for job in plan.jobs}.values():
         cluster.check(prepared.scripts[kind.name], workdir=plan.workdir)
