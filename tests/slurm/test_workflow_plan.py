@@ -68,7 +68,8 @@ def _train_eval(root: Path, *extra: str) -> tuple[int, list[str], str]:
     ("extra", "expected"),
     [
         (["--name", "has space"], "error: --name: 'has space' must be letters, digits, '_' and '-'"),
-        (["--partition-train", "a b"], "error: --partition: 'a b' is not a Slurm partition name"),
+        (["--name", "my-packjob"], "error: --name: 'my-packjob' must be letters, digits, '_' and '-'"),
+        (["--partition-train", "a b"], "error: --partition-train: 'a b' is not a Slurm partition name"),
         (["--workdir", "/shared/my jobs"], "error: --workdir: '/shared/my jobs' must be an absolute path"),
     ],
 )

@@ -99,7 +99,8 @@ def test_a_multi_node_script_runs_torchrun_once_per_node_with_the_first_node_as_
         assert env["CONFIG_VERSION"] == "10abfb1bf8a0"
         assert env["TRANSFORMERS_CACHE"] == "/models/cache"  # the config's own env
     srun_options = (run.out / "srun.options").read_bytes().split(b"\0")[:-1]
-    assert srun_options == [b"--kill-on-bad-exit=1", b"--nodes=4", b"--ntasks-per-node=1"]
+    # srun does not inherit sbatch's --cpus-per-task (Slurm 22.05+): without it each task gets one CPU.
+    assert srun_options == [b"--kill-on-bad-exit=1", b"--nodes=4", b"--ntasks-per-node=1", b"--cpus-per-task=8"]
 
 
 def test_the_built_in_trainer_gets_the_config_and_a_checkpoint_dir_of_its_own(tmp_path: Path) -> None:
@@ -159,9 +160,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_without_requeue_a_stopped_job_just_ends(tmp_path: Path) -> None:
+def test_without_requeue_a_stopped_job_ends_as_not_done(tmp_path: Path) -> None:
+    # Exit 0 would let `afterok` start the next segment and count unfinished work as complete.
     run = run_script(render(training_config(), slurm_settings(requeue=False)), tmp_path, wait_for_signal="USR1")
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 143, run.stderr
     assert not any(call.startswith("scontrol requeue") for call in run.calls)
 
 
@@ -242,14 +244,26 @@ def test_apptainer_and_enroot_run_the_same_command_in_the_image(tmp_path: Path) 
     ]
     enroot = render(config, slurm_settings(container={"runtime": "enroot", "image": "nvcr.io#nvidia/pytorch:24.01"}))
     step = next(line for line in enroot.splitlines() if line.startswith("run_step "))
-    assert shlex.split(step)[1:7] == [
+    assert shlex.split(step)[1:8] == [
         "srun",
         "--kill-on-bad-exit=1",
         "--nodes=4",
         "--ntasks-per-node=1",
+        "--cpus-per-task=8",
         "--container-image=nvcr.io#nvidia/pytorch:24.01",
         "--container-mounts=/shared/jobs:/shared/jobs",
     ]
+
+
+def test_gpus_asked_for_as_gres_reach_an_apptainer_container_and_after_steps_run_in_it(tmp_path: Path) -> None:
+    settings = slurm_settings(gres="gpu:a100:4", container={"runtime": "apptainer", "image": "/images/train.sif"})
+    script = render(training_config(), settings, after_steps=[["cajajejo", "workflows", "record", "/w", "--job", "j"]])
+    steps = [shlex.split(line) for line in script.splitlines() if line.strip().startswith("run_step ")]
+    assert len(steps) == 2
+    for step in steps:  # the training step and the after step: both through srun, in the image, with GPUs
+        assert step[1] == "srun"
+        assert step[step.index("apptainer") : step.index("apptainer") + 3] == ["apptainer", "exec", "--nv"]
+    assert steps[1][-3].endswith("cajajejo workflows record /w --job j")  # then: || status=$?
 
 
 @pytest.mark.parametrize(
@@ -283,6 +297,10 @@ def test_env_a_shell_cannot_carry_or_that_the_script_sets_is_refused() -> None:
     for env, message in (
         ({"MY.VAR": "x"}, r"kubernetes_config\.env\.MY\.VAR: is not a shell variable name"),
         ({"OK": "a\x00b"}, r"^t\.yml: kubernetes_config\.env\.OK: contains a NUL"),
+        # The script reads these itself: overridden, it would requeue another job or find no srun.
+        ({"SLURM_JOB_ID": "4242"}, r"env\.SLURM_JOB_ID: SLURM_JOB_ID is Slurm's own \(the script relies on it\)"),
+        ({"SBATCH_EXPORT": "NONE"}, r"env\.SBATCH_EXPORT: SBATCH_EXPORT is Slurm's own"),
+        ({"PATH": "/nowhere"}, r"env\.PATH: PATH finds srun, torchrun and cajajejo"),
     ):
         data = config.model_dump(mode="json", by_alias=True)
         data["kubernetes_config"]["env"] = env

@@ -54,6 +54,11 @@ def test_no_section_is_none() -> None:
         ({"extra_sbatch": ["--exclusive --wrap=x"]}, "job.yml:7: slurm.extra_sbatch[0]: '--exclusive --wrap=x' is"),
         ({"extra_sbatch": ["--mail-type=END\n#SBATCH --x"]}, "job.yml:7: slurm.extra_sbatch[0]:"),
         ({"extra_sbatch": ["--signal=B:USR2@5"]}, "job.yml:7: slurm.extra_sbatch[0]: --signal is written by cajajejo"),
+        (
+            {"extra_sbatch": ["--outp=/tmp/x.log"]},
+            "job.yml:7: slurm.extra_sbatch[0]: --outp (sbatch reads it as --output)",
+        ),
+        ({"extra_sbatch": ["--arr=0-9"]}, "job.yml:7: slurm.extra_sbatch[0]: --arr (sbatch reads it as --array) is"),
         ({"extra_sbatch": ["--comment=hetjob"]}, "job.yml:7: slurm.extra_sbatch[0]: 'hetjob' and 'packjob' mean"),
         ({"partition": "HetJob-a"}, "job.yml:6: slurm.partition: 'hetjob' and 'packjob' mean something to sbatch"),
         ({"workdir": "/x/packjob"}, "job.yml:4: slurm.workdir: 'hetjob' and 'packjob' mean something to sbatch"),

@@ -69,6 +69,16 @@ def test_too_little_data_for_one_step_is_bad_input(tmp_path: Path, capsys: pytes
     assert "training.trainer.batch_size" in err
 
 
+def test_max_steps_past_the_end_of_training_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A workflow's segment asks for its end step: a config that cannot reach it would end early, quietly.
+    config = write_config(tmp_path / "short.yml", training_config())
+    code, err = run_main(capsys, "--config", str(config), "--checkpoint-dir", str(tmp_path), "--max-steps", "100000")
+    assert code == 2
+    (line,) = err.strip().splitlines()[-1:]
+    assert "training.trainer.epochs: --max-steps 100000 is past the end of training: " in line
+    assert line.endswith("; raise epochs")
+
+
 def test_importing_the_package_imports_no_heavy_library() -> None:
     probe = "import json, sys, cajajejo.training; print(json.dumps(sorted(sys.modules)))"
     modules = json.loads(

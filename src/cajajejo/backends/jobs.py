@@ -10,6 +10,7 @@ backend behind the same git gate and stamps; logs through `cajajejo.log_output` 
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
 
 from cajajejo.backends import slurm_jobs
@@ -72,7 +73,7 @@ class SlurmJobs:
         if not states:
             return [f"no queued or recent Slurm jobs of yours on {self.cluster.host.name}"]
         lines = [f"{'JOB ID':<10} {'NAME':<45} {'STATE':<12} {'START':<20} END"]
-        for state in sorted(states, key=lambda s: int(s.job_id), reverse=True):
+        for state in sorted(states, key=_newest_first):
             lines.append(
                 f"{state.job_id:<10} {state.name:<45} {state.state:<12} {state.start or '-':<20} {state.end or '-'}"
             )
@@ -83,3 +84,9 @@ class SlurmJobs:
 
     def end_job(self, job: str) -> list[str]:
         return slurm_jobs.cancel_job(self.cluster, job)
+
+
+def _newest_first(state: Any) -> tuple[int, str]:
+    """Array and heterogeneous jobs print ids like 5001_[1-4] or 123+0: sorted by their leading number."""
+    match = re.match(r"\d+", state.job_id)
+    return (-int(match[0]) if match else 0, state.job_id)

@@ -59,23 +59,25 @@ class SlurmCluster:
         self.host = host
         self.env = dict(env or {})
 
-    def _run(self, argv: Sequence[str], what: str) -> str:
-        result = self.host.run(argv, env=self.env or None)
+    def _run(self, argv: Sequence[str], what: str, *, input: str | None = None) -> str:
+        result = self.host.run(argv, env=self.env or None, input=input)
         if result.returncode != 0:
             message = one_line(result.stderr.strip() or result.stdout.strip() or f"exit status {result.returncode}")
             raise SlurmError(f"{what} on {self.host.name} failed: {message}")
         return result.stdout
 
-    def check(self, script_path: str, *, workdir: str) -> None:
-        """`sbatch --test-only`: the cluster accepts the script's options and could run it; nothing is queued."""
-        self._run(["sbatch", "--test-only", f"--chdir={workdir}", script_path], f"sbatch --test-only {script_path}")
+    def check(self, script: str, *, what: str) -> None:
+        """`sbatch --test-only` of the script's text (on stdin: nothing is written, nothing queued): the
+        cluster accepts its options and resources and could run it."""
+        self._run(["sbatch", "--test-only"], f"sbatch --test-only of {what}", input=script)
 
     def submit(self, script_path: str, *, workdir: str, after_ok: Iterable[str] = ()) -> str:
-        """Queue `script_path` (run in `workdir`), after every job of `after_ok` has completed successfully."""
+        """Queue `script_path` (run in `workdir`), after every job of `after_ok` has completed successfully.
+        A job whose dependency can no longer be met (one failed) is cancelled, not left pending forever."""
         waits = [_checked_id(job_id) for job_id in after_ok]
         argv = ["sbatch", "--parsable", f"--chdir={workdir}"]
         if waits:
-            argv.append("--dependency=afterok:" + ":".join(waits))
+            argv += ["--dependency=afterok:" + ":".join(waits), "--kill-on-invalid-dep=yes"]
         output = self._run([*argv, script_path], f"sbatch {script_path}").strip()
         job_id = output.split(";")[0]  # --parsable prints "id" or "id;cluster"
         if not _JOB_ID.fullmatch(job_id):
@@ -128,6 +130,7 @@ class SlurmCluster:
         return found
 
     def cancel(self, job_ids: Iterable[str]) -> None:
+        """Cancel the jobs; one that ended meanwhile is no error (scancel only warns about it)."""
         ids = [_checked_id(job_id) for job_id in job_ids]
         if ids:
             self._run(["scancel", *ids], "scancel")

@@ -94,22 +94,16 @@ def plan_slurm_job(
 
 
 def submit_slurm_job(plan: SlurmJobPlan, cluster: SlurmCluster, *, dry_run: bool = False) -> str | None:
-    """Write the job's files, check the script with `sbatch --test-only`, queue it (unless `dry_run`,
-    which leaves nothing behind on the cluster); the job id."""
-    host = cluster.host
-    if dry_run:  # sbatch --test-only reads the script from a file: a temporary one, removed after
-        probe = f"{plan.workdir}/{JOBS_DIR}/.dry-run-{plan.job_name}.sbatch"
-        host.write_file(probe, plan.script)
-        try:
-            cluster.check(probe, workdir=plan.workdir)
-        finally:
-            host.run(["rm", "-f", "--", probe])
+    """Check the script with `sbatch --test-only`, then (unless `dry_run`, which writes nothing on the
+    cluster) write the job's files and queue it; the job id."""
+    cluster.check(plan.script, what=plan.title)
+    if dry_run:
         return None
+    host = cluster.host
     for folder in (LOGS_DIR, CHECKPOINTS_DIR):
         host.make_dirs(f"{plan.workdir}/{folder}")
     for path, text in plan.files.items():
         host.write_file(path, text)
-    cluster.check(plan.script_path, workdir=plan.workdir)
     return cluster.submit(plan.script_path, workdir=plan.workdir)
 
 

@@ -58,7 +58,7 @@ def train_eval(config: Path, **flags: Any) -> None:
     own_evaluation = flags["eval_config"] is not None
     name = flags["name"] or default_name(config)
     host_spec = flags["slurm_host"] or settings.get("slurm_host")
-    workdir = _workdir(flags["workdir"], name, config, settings, remote=bool(host_spec))
+    workdir, workdir_from = _workdir(flags["workdir"], name, config, settings, remote=bool(host_spec))
     request = TrainEvalRequest(
         config=config,
         eval_config=flags["eval_config"] or example_file(DEBUG_EVALUATION_CONFIG),
@@ -67,6 +67,7 @@ def train_eval(config: Path, **flags: Any) -> None:
         epoch_steps=flags["epoch_steps"],
         steps_per_job_cap=flags["steps_per_job_cap"],
         workdir=workdir,
+        workdir_from=workdir_from,
         name=name,
         train_partition=flags["partition_train"],
         eval_partition=flags["partition_eval"],
@@ -90,26 +91,29 @@ def train_eval(config: Path, **flags: Any) -> None:
     click.echo(f"follow it:  cajajejo workflows status {workdir}" + (f" --slurm-host {host_spec}" if host_spec else ""))
 
 
-def _workdir(option: str | None, name: str, config: Path, settings: Any, *, remote: bool) -> str:
+def _workdir(option: str | None, name: str, config: Path, settings: Any, *, remote: bool) -> tuple[str, str]:
     """--workdir, else `<base>/workflows/<name>` with base the config's slurm.workdir, the slurm_workdir
-    setting, or (on this machine) the current directory."""
+    setting, or (on this machine) the current directory; and where it came from, for errors."""
     from cajajejo.config.loader import load_training_config
     from cajajejo.errors import Problem, UserInputError
 
     if option is not None:
         if remote and not option.startswith("/"):
             raise UserInputError(Problem("--workdir", f"{option!r}: on a remote cluster give an absolute path"))
-        return option if option.startswith("/") else str(Path(option).resolve())
+        return (option if option.startswith("/") else str(Path(option).resolve())), "--workdir"
     section = load_training_config(config).config.slurm
-    base = (section.workdir if section else None) or settings.get("slurm_workdir")
-    if base is None and remote:
+    if section is not None and section.workdir is not None:
+        return f"{section.workdir}/workflows/{name}", f"{config}: slurm.workdir"
+    if settings.get("slurm_workdir"):
+        return f"{settings.get('slurm_workdir')}/workflows/{name}", "setting slurm_workdir"
+    if remote:
         raise UserInputError(
             Problem(
                 "--workdir",
                 "on a remote cluster say where the workflow goes: --workdir, slurm.workdir or slurm_workdir",
             )
         )
-    return f"{base or Path.cwd()}/workflows/{name}"
+    return f"{Path.cwd()}/workflows/{name}", "the current folder (give --workdir)"
 
 
 @workflows.command("status")

@@ -143,8 +143,11 @@ def _sbatch_option(value: str) -> str:
             "(letters, digits and ._,:=+@%/~[]()*!&|- only; one option per item)"
         )
     name = match["name"]
-    if name in OWN_SBATCH_OPTIONS:
-        raise ValueError(f"--{name} is written by cajajejo (from the slurm section, or fixed); remove it here")
+    # sbatch (getopt_long) takes any unambiguous prefix of an option: --outp is --output.
+    own = sorted(option for option in OWN_SBATCH_OPTIONS if option.startswith(name))
+    if own:
+        which = f"--{name}" if own == [name] else f"--{name} (sbatch reads it as --{own[0]})"
+        raise ValueError(f"{which} is written by cajajejo (from the slurm section, or fixed); remove it here")
     return _one_component(value)
 
 
@@ -241,10 +244,13 @@ class SlurmSettings(StrictModel):
             raise ValueError("Slurm settings without a workdir reached the renderer; call with_defaults first")
         return self.workdir
 
-    def with_defaults(self, settings: Settings, *, workdir: str | None = None, source: str) -> SlurmSettings:
+    def with_defaults(
+        self, settings: Settings, *, workdir: str | None = None, workdir_from: str = "--workdir", source: str
+    ) -> SlurmSettings:
         """These settings with what they leave open taken from cajajejo's settings (`slurm_workdir`,
         `slurm_partition`, `slurm_account`); `workdir`, a command's option, wins over both. A workdir is
-        needed in the end: UserInputError naming where to set it otherwise."""
+        needed in the end: UserInputError naming where to set it otherwise. `workdir_from` says where
+        `workdir` came from, for errors."""
         updates: dict[str, Any] = {}
         for field, setting in (
             ("workdir", "slurm_workdir"),
@@ -263,7 +269,7 @@ class SlurmSettings(StrictModel):
             except ValidationError as exc:
                 first = exc.errors()[0]
                 where = ".".join(str(part) for part in first["loc"])
-                origin = "--workdir" if where == "workdir" and workdir is not None else f"setting slurm_{where}"
+                origin = workdir_from if where == "workdir" and workdir is not None else f"setting slurm_{where}"
                 raise UserInputError(Problem(origin, first["msg"].removeprefix("Value error, "))) from None
         if resolved.workdir is None:
             raise UserInputError(

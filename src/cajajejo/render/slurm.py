@@ -49,7 +49,9 @@ FIRST_JOB_PORT = 20_000
 JOB_PORTS = 20_000
 SHUTDOWN_MARGIN_SECONDS = 15  # of the grace: time left to requeue after the workers have stopped
 # Variables the script sets for the job's processes; a config's env may not set them too.
-SCRIPT_ENV = frozenset({"MASTER_ADDR", "NODE_RANK", "RANK"})
+SCRIPT_ENV = frozenset({"MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "RANK"})
+# Slurm's own variables (the script reads SLURM_JOB_ID, SLURM_JOB_NODELIST, ...) and its commands' inputs.
+SLURM_ENV_PREFIXES = ("SLURM_", "SRUN_", "SBATCH_", "SALLOC_")
 
 
 def render_slurm_script(
@@ -73,9 +75,9 @@ def render_slurm_script(
     files on the cluster; `provenance_env` are the stamps every job gets (CONFIG_VERSION, ...);
     `extra_trainer_args` go to the built-in trainer after its own, which trains in `checkpoint_dir`
     (default: `<workdir>/checkpoints/<job name>`, the job's own); an evaluation evaluates its config's
-    model, or `checkpoint` when given; `after_steps` run in the batch shell once the job's work has
-    succeeded (not when it stopped on a signal); `source` names the config file in errors. Problems
-    with the inputs raise UserInputError, one line each.
+    model, or `checkpoint` when given; `after_steps` run (as one-task steps, in the job's container)
+    once the job's work has succeeded (not when it stopped on a signal); `source` names the config file
+    in errors. Problems with the inputs raise UserInputError, one line each.
     """
     _check_job_name(job_name)
     for value, what in ((config_path, "config path"), (checkpoint_dir or "", "checkpoint dir")):
@@ -91,9 +93,9 @@ def render_slurm_script(
             settings,
             context["nodes"],
             _trainer_argv(config, settings, checkpoints, config_path, extra_trainer_args, source),
-            gpus=context["gpus"],
+            context,
         )
-        context["after_steps"] = [list(argv) for argv in after_steps]
+        context["after_steps"] = [_step(settings, 1, list(argv), context) for argv in after_steps]
     elif isinstance(config, EvaluationJobConfig):
         if helm_config_path is None:
             raise ValueError("an evaluation's batch script needs helm_config_path")
@@ -110,8 +112,7 @@ def render_slurm_script(
             work = [["cajajejo", "--trace", "evaluate", *inputs, *checkpoint.arguments()]]
         context["steps"] = [
             ["mkdir", "-p", "--", scratch],
-            *(_step(settings, 1, argv, gpus=context["gpus"]) for argv in work),
-            *(list(argv) for argv in after_steps),
+            *(_step(settings, 1, argv, context) for argv in [*work, *map(list, after_steps)]),
         ]
     else:
         raise TypeError(f"no Slurm batch script for a {type(config).__name__}")
@@ -169,7 +170,13 @@ def _resources(config: JobConfigBase, settings: SlurmSettings, nodes: int) -> di
         # Slurm's M is a mebibyte; round up so the job never gets less than the config asks for.
         memory = f"{max(1, math.ceil((amount or 0) / 2**20))}M"
     gpus = settings.gpus_per_node if settings.gpus_per_node is not None else compute.gpu_count
-    return {"nodes": nodes, "cpus": cpus, "memory": memory, "gpus": 0 if settings.gres else gpus}
+    return {
+        "nodes": nodes,
+        "cpus": cpus,
+        "memory": memory,
+        "gpus": 0 if settings.gres else gpus,  # --gpus-per-node; a gres line asks for them instead
+        "wants_gpus": bool(gpus) or "gpu" in (settings.gres or ""),
+    }
 
 
 def _training_context(
@@ -240,16 +247,24 @@ def _trainer_argv(
     )
 
 
-def _step(settings: SlurmSettings, nodes: int, argv: list[str], *, gpus: int) -> list[str]:
-    """`srun` running `argv` once per node. The command is handed to a shell in each task, so that the
-    task's own variables (`$SLURM_NODEID`) are expanded there, not in the batch shell on the first node."""
+def _step(settings: SlurmSettings, nodes: int, argv: list[str], resources: dict[str, Any]) -> list[str]:
+    """`srun` running `argv` once per node, in the job's container if it has one. The command is handed
+    to a shell in each task, so that the task's own variables (`$SLURM_NODEID`) are expanded there, not
+    in the batch shell on the first node. srun does not inherit sbatch's --cpus-per-task (Slurm 22.05
+    and later): without it every task would get one CPU."""
     per_task = [
         "env",
         f"{runtime_contract.ENV_NODE_RANK}={expansion('SLURM_NODEID')}",
         f"{runtime_contract.ENV_RANK}={expansion('SLURM_NODEID')}",
         *argv,
     ]
-    srun = ["srun", "--kill-on-bad-exit=1", f"--nodes={nodes}", "--ntasks-per-node=1"]
+    srun = [
+        "srun",
+        "--kill-on-bad-exit=1",
+        f"--nodes={nodes}",
+        "--ntasks-per-node=1",
+        f"--cpus-per-task={resources['cpus']}",
+    ]
     container = settings.container
     prefix: list[str] = []
     if container is not None and container.runtime == "enroot":
@@ -258,7 +273,8 @@ def _step(settings: SlurmSettings, nodes: int, argv: list[str], *, gpus: int) ->
             f"--container-mounts={settings.shared_dir}:{settings.shared_dir}",
         ]
     elif container is not None:
-        prefix = ["apptainer", "exec", *(["--nv"] if gpus else []), "--bind", settings.shared_dir, container.image]
+        gpus = ["--nv"] if resources["wants_gpus"] else []
+        prefix = ["apptainer", "exec", *gpus, "--bind", settings.shared_dir, container.image]
     return [*srun, *prefix, "bash", "-c", "exec " + sh_command(per_task)]
 
 
@@ -322,6 +338,9 @@ def _exports(
             )
         if name in taken:
             raise _problem(source, field, f"{name} is set by cajajejo in the batch script; choose another name")
+        if name.startswith(SLURM_ENV_PREFIXES) or name == "PATH":
+            what = "finds srun, torchrun and cajajejo" if name == "PATH" else "is Slurm's own"
+            raise _problem(source, field, f"{name} {what} (the script relies on it); choose another name")
         no_nul(value, source, field)
     return [*own, *user]
 

@@ -122,6 +122,17 @@ class Trainer:
             )
         max_steps = options.max_steps or self.config.max_steps
         self.total_steps = self.config.epochs * self.order.steps_per_epoch
+        if options.max_steps is not None and options.max_steps > self.total_steps:
+            # Asked for on the command line (a workflow's segment end): falling short would end it early, quietly.
+            raise UserInputError(
+                Problem(
+                    options.config_path,
+                    f"--max-steps {options.max_steps} is past the end of training: {self.config.epochs} epochs of "
+                    f"{self.order.steps_per_epoch} steps on {world.size} processes make {self.total_steps}; "
+                    "raise epochs",
+                    field="training.trainer.epochs",
+                )
+            )
         if max_steps is not None:
             self.total_steps = min(self.total_steps, max_steps)
         self.model = self._initial_model().to(world.device)

@@ -22,8 +22,8 @@ from cajajejo.backends.slurm import SlurmCluster
 from cajajejo.backends.slurm_jobs import CHECKPOINTS_DIR, LOGS_DIR, SCRIPT_FILE, job_dir
 from cajajejo.config.loader import load_evaluation_config, load_training_config
 from cajajejo.config.run_specs import load_run_specs
-from cajajejo.config.slurm import SlurmSettings
-from cajajejo.errors import Problem, UserInputError
+from cajajejo.config.slurm import SlurmSettings, has_component_word
+from cajajejo.errors import Problem, UserInputError, one_line
 from cajajejo.provenance import repository_stamps
 from cajajejo.render.plan import UNKNOWN_PATH
 from cajajejo.render.slurm import CheckpointToEvaluate, render_slurm_script
@@ -35,6 +35,7 @@ TRAIN_CONFIG = "train_config.yml"
 EVAL_CONFIG = "eval_config.yml"
 RUN_SPECS = "run_specs.conf"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+CLAIM_DIR = ".workflow"  # made by the submission that owns the folder (mkdir: one wins)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class TrainEvalRequest:
     steps_per_job_cap: int
     workdir: str  # absolute, on the cluster's shared filesystem
     name: str
+    workdir_from: str = "--workdir"  # where workdir came from, for errors
     train_partition: str | None = None
     eval_partition: str | None = None
     allow_dirty: bool = False
@@ -79,9 +81,13 @@ def default_name(config: Path) -> str:
 def prepare_train_eval(request: TrainEvalRequest, settings: Settings) -> PreparedWorkflow:
     """Validate, gate and render everything; raises UserInputError (one line per problem) before any I/O
     on the cluster."""
-    if not _NAME.fullmatch(request.name):
+    if not _NAME.fullmatch(request.name) or has_component_word(request.name):
         raise UserInputError(
-            Problem("--name", f"{request.name!r} must be letters, digits, '_' and '-' (64 at most), a Slurm job name")
+            Problem(
+                "--name",
+                f"{request.name!r} must be letters, digits, '_' and '-' (64 at most), without the words hetjob "
+                "and packjob: it starts every job's Slurm name",
+            )
         )
     training = load_training_config(request.config)
     if training.config.training.trainer is None:
@@ -98,10 +104,20 @@ def prepare_train_eval(request: TrainEvalRequest, settings: Settings) -> Prepare
     stamped = [request.config, *((request.eval_config, request.helm_config) if request.stamp_evaluation_inputs else ())]
     version, repo_paths = repository_stamps(stamped, allow_dirty=request.allow_dirty)
     workdir = request.workdir
-    train_settings = _settings(training.config.slurm, settings, workdir, request.train_partition, str(request.config))
-    eval_settings = _settings(
-        evaluation.config.slurm, settings, workdir, request.eval_partition, str(request.eval_config)
+    train_settings = _settings(
+        training.config.slurm, settings, request, request.train_partition, "--partition-train", str(request.config)
     )
+    eval_settings = _settings(
+        evaluation.config.slurm, settings, request, request.eval_partition, "--partition-eval", str(request.eval_config)
+    )
+    if not train_settings.requeue:
+        raise UserInputError(
+            Problem(
+                str(request.config),
+                "requeue: false: a workflow's training jobs go on after their time limit by requeueing; remove it",
+                field="slurm.requeue",
+            )
+        )
     plan = plan_train_eval(
         request.name,
         workdir,
@@ -166,20 +182,27 @@ def prepare_train_eval(request: TrainEvalRequest, settings: Settings) -> Prepare
 
 
 def _settings(
-    section: SlurmSettings | None, settings: Settings, workdir: str, partition: str | None, source: str
+    section: SlurmSettings | None,
+    settings: Settings,
+    request: TrainEvalRequest,
+    partition: str | None,
+    partition_option: str,
+    source: str,
 ) -> SlurmSettings:
-    resolved = (section or SlurmSettings()).with_defaults(settings, workdir=workdir, source=source)
-    return resolved if partition is None else _with_partition(resolved, partition)
+    resolved = (section or SlurmSettings()).with_defaults(
+        settings, workdir=request.workdir, workdir_from=request.workdir_from, source=source
+    )
+    return resolved if partition is None else _with_partition(resolved, partition, partition_option)
 
 
-def _with_partition(settings: SlurmSettings, partition: str) -> SlurmSettings:
+def _with_partition(settings: SlurmSettings, partition: str, option: str) -> SlurmSettings:
     from pydantic import ValidationError
 
     try:
         return SlurmSettings.model_validate({**settings.model_dump(exclude_unset=True), "partition": partition})
     except ValidationError as exc:
         message = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        raise UserInputError(Problem("--partition", message)) from None
+        raise UserInputError(Problem(option, message)) from None
 
 
 def _segment_arguments(job: PlannedJob) -> list[str]:
@@ -189,9 +212,16 @@ def _segment_arguments(job: PlannedJob) -> list[str]:
 
 
 def write_workflow_folder(prepared: PreparedWorkflow, host: Host) -> None:
-    """The workflow's folder on the cluster, before any job is queued: its folders, inputs and scripts,
-    and workflow.json without job ids (the jobs' last step reads the plan from it)."""
+    """The workflow's folder on the cluster, before any job is queued: claimed first (a folder holds one
+    workflow: a second one would share its checkpoints and overwrite its inputs), then its folders,
+    inputs and scripts, and workflow.json without job ids (the jobs' last step reads the plan from it)."""
     workdir = prepared.plan.workdir
+    host.make_dirs(workdir)
+    # mkdir is atomic on every filesystem, NFS included: of two submissions into one folder, one wins.
+    if host.run(["mkdir", "--", f"{workdir}/{CLAIM_DIR}"]).returncode != 0:
+        raise UserInputError(
+            Problem(workdir, "holds a workflow already: give another --workdir (or --name), or delete the folder")
+        )
     for folder in (LOGS_DIR, CHECKPOINTS_DIR, METRICS_DIR):
         host.make_dirs(f"{workdir}/{folder}")
     for path, text in prepared.files.items():
@@ -200,24 +230,38 @@ def write_workflow_folder(prepared: PreparedWorkflow, host: Host) -> None:
 
 
 def submit_workflow(prepared: PreparedWorkflow, cluster: SlurmCluster) -> dict[str, str]:
-    """Write the folder, check the scripts, queue every job with its dependencies; the Slurm job ids by name.
+    """Check the scripts, write the folder, queue every job with its dependencies; the Slurm job ids by name.
 
-    All or nothing: if a job cannot be queued, the ones queued before it are cancelled.
+    All or nothing: if a job cannot be queued, the ones queued before it are cancelled; if none was,
+    the folder is released, so submitting again into it works. Each id is recorded in workflow.json as
+    soon as its job is queued, so `workflows cancel` reaches whatever was queued, whatever happens here.
     """
     plan, host = prepared.plan, cluster.host
+    # One script of each kind (the others differ only in step numbers and names), before anything is written.
+    for job in {job.kind: job for job in plan.jobs}.values():
+        cluster.check(prepared.files[prepared.scripts[job.name]], what=f"job {job.name}")
     write_workflow_folder(prepared, host)
-    # One script of each kind: the others differ only in step numbers and names.
-    for kind in {job.kind: job for job in plan.jobs}.values():
-        cluster.check(prepared.scripts[kind.name], workdir=plan.workdir)
     ids: dict[str, str] = {}
     try:
         for job in plan.jobs:
             ids[job.name] = cluster.submit(
                 prepared.scripts[job.name], workdir=plan.workdir, after_ok=[ids[name] for name in job.after]
             )
-    except BaseException:
+            host.write_file(f"{plan.workdir}/{WORKFLOW_FILE}", prepared.record(ids))
+    except BaseException as failure:
+        _undo(prepared, cluster, ids, failure)
+        raise
+    return ids
+
+
+def _undo(prepared: PreparedWorkflow, cluster: SlurmCluster, ids: dict[str, str], failure: BaseException) -> None:
+    """After a failed submission: cancel what was queued, or release the folder when nothing was."""
+    workdir = prepared.plan.workdir
+    try:
         if ids:
             cluster.cancel(ids.values())
-        raise
-    host.write_file(f"{plan.workdir}/{WORKFLOW_FILE}", prepared.record(ids))
-    return ids
+        else:
+            cluster.host.run(["rm", "-rf", "--", f"{workdir}/{CLAIM_DIR}", f"{workdir}/{WORKFLOW_FILE}"])
+    except Exception as exc:  # the way to the cluster is gone too: say what is left, keep the first error
+        left = f"jobs {', '.join(ids.values())} may still be queued: cajajejo workflows cancel {workdir}"
+        failure.add_note(f"could not undo the submission ({one_line(exc)}); {left if ids else 'nothing was queued'}")
