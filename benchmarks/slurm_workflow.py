@@ -48,8 +48,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import git
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.slurm.cluster: the test suite's one-node Slurm
 
@@ -69,10 +67,8 @@ from cajajejo.workflows.submit import (  # noqa: E402
     write_workflow_folder,
 )
 from tests.slurm.cluster import start_cluster  # noqa: E402
+from tests.slurm.support import EVAL_CONFIG, RUN_SPECS, TRAIN_CONFIG, commit_configs, new_repo  # noqa: E402
 
-TRAIN_CONFIG = "jobs/training/slurm.debug.job_config.yml"
-EVAL_CONFIG = "jobs/evaluation/debug.job_config.yml"
-RUN_SPECS = "jobs/evaluation/app/debug.conf"
 EPOCHS, EPOCH_STEPS, CAP = 3, 10, 4
 WAYS = ("ours", "controller")
 WAY_TIMEOUT_S = 1800
@@ -213,20 +209,6 @@ def ctld_times(log: Path, job_ids: Iterable[str]) -> dict[str, tuple[float, floa
     return {job_id: (allocated[job_id], done[job_id]) for job_id in job_ids}
 
 
-def commit_configs(root: Path, tracking_uri: str) -> None:
-    """The example configs, pointed at our MLflow server, committed in a new repository (the git gate)."""
-    repo = git.Repo.init(root)
-    with repo.config_writer() as config:
-        config.set_value("user", "name", "benchmark").set_value("user", "email", "benchmark@example.com")
-        config.set_value("commit", "gpgsign", "false")
-    for name in (TRAIN_CONFIG, EVAL_CONFIG, RUN_SPECS):
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text((REPO / name).read_text().replace("http://127.0.0.1:5000", tracking_uri))
-    repo.index.add([TRAIN_CONFIG, EVAL_CONFIG, RUN_SPECS])
-    repo.index.commit("workflow configs")
-
-
 def prepare(configs: Path, workdir: Path, name: str) -> PreparedWorkflow:
     """What `cajajejo workflows train-eval` renders for seed 001's example (settings: none but the repo's)."""
     request = TrainEvalRequest(
@@ -343,7 +325,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="slurm-workflow-") as temp:
         root = Path(temp)
         with start_cluster(root / "slurm") as slurm, serve_mlflow(root / "mlflow", mlflow) as tracking_uri:
-            commit_configs(root / "configs", tracking_uri)
+            commit_configs(new_repo(root / "configs"), tracking_uri)
             # Jobs find the same cajajejo as this process (as `workflows train-eval` arranges on this machine).
             cluster = slurm_on(LocalHost())
             for number in range(1, args.rounds + 1):

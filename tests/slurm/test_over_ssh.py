@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cajajejo.backends.hosts import SshHost
+from cajajejo.backends.ssh import SshHost
 from tests.slurm.cluster import SlurmCluster
 from tests.ssh.sshd import start_sshd
 

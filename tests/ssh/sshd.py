@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from cajajejo.backends.hosts import SshHost
+from cajajejo.backends.ssh import SshHost
 from tests.support import free_port
 
 APT_PACKAGES = "openssh-server openssh-client"

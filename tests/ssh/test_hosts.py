@@ -18,10 +18,10 @@ from cajajejo.backends.hosts import (
     Host,
     HostError,
     LocalHost,
-    SshHost,
     connect_host,
     remote_command,
 )
+from cajajejo.backends.ssh import SshHost
 from cajajejo.errors import UserInputError
 from tests.ssh.sshd import SshServer, find_openssh, make_key
 from tests.support import free_port
