@@ -13,7 +13,11 @@ import torch
 from cajajejo.config.training import TrainingJobConfig
 from cajajejo.run_tags import run_tags, stamps_from_env
 from cajajejo.training import main
+from cajajejo.training.command import load_config
 from cajajejo.training.data import SampleOrder
+from cajajejo.training.sync import StepSync, StopRequests
+from cajajejo.training.trainer import Trainer, TrainingOptions
+from cajajejo.training.world import join_world
 from tests.training.launch import CONFIG_SHA, training_config, write_config
 
 
@@ -112,3 +116,33 @@ def test_training_runs_carry_the_shared_provenance_tags() -> None:
     assert tags["team"] == "tests"
     assert tags["cajajejo.kind"] == "training"
     assert stamps_from_env({}, "c.yml").config_version == "unversioned"
+
+
+def learning_rates(trainer: Trainer, steps: int) -> list[float]:
+    """The learning rate each of the next `steps` steps uses, driving the trainer's own loop body."""
+    sync = StepSync(trainer.world, trainer.stops)
+    used = []
+    for _ in range(steps):
+        used.append(trainer.optimizer.param_groups[0]["lr"])
+        assert trainer.advance(sync) is None
+    return used
+
+
+def test_the_warmup_rises_linearly_then_holds_and_a_resume_continues_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The scheduler is stepped only while the warmup lasts: the rates and a resume must not notice.
+    path = write_config(tmp_path / "warm.yml", training_config(warmup_steps=8, learning_rate=0.01))
+    config = load_config(path)
+    world = join_world({})
+
+    def trainer(folder: Path) -> Trainer:
+        return Trainer(TrainingOptions(config, str(path), folder), world, StopRequests())
+
+    whole = learning_rates(trainer(tmp_path / "whole"), 12)
+    assert whole == pytest.approx([0.01 * step / 8 for step in range(1, 9)] + [0.01] * 4, rel=1e-12)
+    first = learning_rates(trainer(tmp_path / "resumed"), 5)  # a checkpoint every 5 steps (the config's every_steps)
+    resumed = trainer(tmp_path / "resumed")
+    assert resumed.progress.global_step == 5
+    assert first + learning_rates(resumed, 7) == whole  # resumed within the warmup
+    assert "[RESUME] from=step-00000005" in capsys.readouterr().out

@@ -146,6 +146,8 @@ class Trainer:
         self.run_log: RunLog = NoRunLog()
         self.train_seconds = 0.0
         self.trained_samples = 0
+        self.steps_here = 0  # steps this process has trained (for --stop-after-steps)
+        self.step_delay = float(os.environ.get(STEP_DELAY_ENV) or 0)
 
     # Setting up
 
@@ -258,38 +260,45 @@ class Trainer:
 
     def _loop(self) -> str | None:
         """Train until the end (returns None) or an agreed stop (returns why)."""
-        progress, order = self.progress, self.order
-        every = self.options.config.training.checkpoints.every_steps
-        stop_after = self.options.stop_after_steps
         sync = StepSync(self.world, self.stops)
-        delay = float(os.environ.get(STEP_DELAY_ENV) or 0)
-        steps_here = 0
-        while progress.global_step < self.total_steps and progress.epoch < self.config.epochs:
-            if progress.step_in_epoch < order.steps_per_epoch:
-                self._step(sync)
-                steps_here += 1
-                if delay:
-                    time.sleep(delay)
-            epoch_end = progress.step_in_epoch >= order.steps_per_epoch
-            last = progress.global_step >= self.total_steps
-            periodic = progress.global_step % every == 0
-            segment_end = stop_after is not None and steps_here >= stop_after
-            stop = None
-            if sync.due(forced=epoch_end or last or periodic or segment_end):
-                report = sync.exchange()
-                self._report(report)
-                if report.early_stop:  # before signals: a request ends training, a signal only pauses it
-                    stop = f"{EARLY_STOP}:{self.stops.request_reason}" if self.world.is_main else EARLY_STOP
-                elif report.stop_requested:
-                    stop = self.stops.signal_name or "signal-to-another-rank"
-            if epoch_end or last:
-                self._validate_and_checkpoint(epoch_end)
-                sync.restart_clock()
-            elif periodic or stop or segment_end:
-                self._checkpoint()
-                sync.restart_clock()
-            if not last and (stop or segment_end):
-                return stop or f"stop-after-steps={stop_after}"
+        while self.progress.global_step < self.total_steps and self.progress.epoch < self.config.epochs:
+            reason = self.advance(sync)
+            if reason is not None:
+                return reason
+        return None
+
+    def advance(self, sync: StepSync) -> str | None:
+        """One step and what follows it (sync point, validation, checkpoint); a stop's reason ends the loop.
+
+        Public for `benchmarks/trainer_overhead.py`, which times exactly this against a plain DDP step.
+        """
+        progress = self.progress
+        if progress.step_in_epoch < self.order.steps_per_epoch:
+            self._step(sync)
+            self.steps_here += 1
+            if self.step_delay:
+                time.sleep(self.step_delay)
+        stop_after = self.options.stop_after_steps
+        epoch_end = progress.step_in_epoch >= self.order.steps_per_epoch
+        last = progress.global_step >= self.total_steps
+        periodic = progress.global_step % self.options.config.training.checkpoints.every_steps == 0
+        segment_end = stop_after is not None and self.steps_here >= stop_after
+        stop = None
+        if sync.due(forced=epoch_end or last or periodic or segment_end):
+            report = sync.exchange()
+            self._report(report)
+            if report.early_stop:  # before signals: a request ends training, a signal only pauses it
+                stop = f"{EARLY_STOP}:{self.stops.request_reason}" if self.world.is_main else EARLY_STOP
+            elif report.stop_requested:
+                stop = self.stops.signal_name or "signal-to-another-rank"
+        if epoch_end or last:
+            self._validate_and_checkpoint(epoch_end)
+            sync.restart_clock()
+        elif periodic or stop or segment_end:
+            self._checkpoint()
+            sync.restart_clock()
+        if not last and (stop or segment_end):
+            return stop or f"stop-after-steps={stop_after}"
         return None
 
     def _step(self, sync: StepSync) -> None:
@@ -300,7 +309,8 @@ class Trainer:
         loss = self.task.training_loss(self.ddp, indices)
         torch.autograd.backward(loss)
         self.optimizer.step()
-        self.scheduler.step()
+        if self.scheduler.last_epoch < self.config.warmup_steps:  # past the warmup its factor stays 1: no call
+            self.scheduler.step()
         progress.step_in_epoch += 1
         progress.global_step += 1
         progress.samples_in_epoch += self.order.global_batch
