@@ -113,6 +113,7 @@ log = io.StringIO()  # the trainer's [TRAIN] lines: kept out of the way, they ar
 with contextlib.redirect_stdout(log):
     trainer = Trainer(TrainingOptions(load_config(Path(config_path)), config_path, checkpoints), world, stops)
 paused = 0.0  # the plain blocks' time: the trainer's clock leaves it out, so it syncs as often as in a real run
+assert trainer.resumed_from is None, "a fresh checkpoint folder is needed: a resumed trainer would end early"
 sync = StepSync(world, stops, clock=lambda: time.perf_counter() - paused)
 model, optimizer = trainer.ddp, trainer.optimizer
 inputs, labels, order = trainer.task.inputs, trainer.task.labels, trainer.order
@@ -255,15 +256,16 @@ def same_processes(
     epoch_steps = 50 * block
     epochs = (pairs + 2) * block // epoch_steps + 2
     (scratch / "same_processes.py").write_text(SAME_PROCESSES)
-    (scratch / "pairs.yml").write_text(yaml.safe_dump(trainer_config(epoch_steps, epochs, processes)))
+    config = scratch / f"pairs-{processes}.yml"
+    config.write_text(yaml.safe_dump(trainer_config(epoch_steps, epochs, processes)))
     command = [
         str(TORCHRUN),
         "--standalone",
         "--nproc-per-node",
         str(processes),
         str(scratch / "same_processes.py"),
-        str(scratch / "pairs.yml"),
-        str(scratch / "checkpoints-pairs"),
+        str(config),
+        str(scratch / f"checkpoints-pairs-{processes}"),  # its own: another world size's would be resumed
         str(pairs),
         str(block),
     ]
