@@ -12,10 +12,11 @@ for 2 gloo processes on the 2-core CI machine, half of the smoke test's 4.5 ms s
 come every `interval` steps, where the interval grows until a sync happens about every
 `TARGET_SECONDS`: 2 s keeps their cost near 0.1% of training (at 0.5 s it was 0.5%, measured with
 `benchmarks/trainer_overhead.py`) and still stops within seconds of a signal, well inside the 30 s
-that Kubernetes' grace period and Slurm's `--signal` lead give. The ranks agree on the next interval too: each proposes
-one from its own clock, and the proposals are averaged in the same all-reduce. The trainer also
-forces a sync point at every step where all ranks already know something happens (epoch end,
-checkpoint, last step), so a stop never waits for more than about TARGET_SECONDS.
+that Kubernetes' grace period and Slurm's `--signal` lead give. The ranks agree on the next
+interval too: each proposes one from its own clock, and the proposals are averaged in the same
+all-reduce. The trainer also forces a sync point at every step where all ranks already know
+something happens (epoch end, checkpoint, last step), so a stop never waits for more than about
+TARGET_SECONDS.
 """
 
 from __future__ import annotations
