@@ -141,12 +141,11 @@ def trainer_block():
         assert trainer.advance(sync) is None
 
 times = {{"plain": [], "trainer": []}}
-counted = 0
 with contextlib.redirect_stdout(log):
     for pair in range(pairs + 2):  # the first two pairs warm up and are not counted
         seconds = {{}}
+        epoch = trainer.progress.epoch
         for name in ("plain", "trainer") if pair % 2 else ("trainer", "plain"):
-            epoch = trainer.progress.epoch
             start = time.perf_counter()
             plain_block() if name == "plain" else trainer_block()
             seconds[name] = time.perf_counter() - start
