@@ -203,19 +203,28 @@ def timed(command: list[str], env: dict[str, str], pattern: str) -> tuple[float,
     return float(match.group(1)), wall
 
 
-def whole_runs(
-    scratch: Path, torchrun: list[str], env: dict[str, str], rounds: int, steps: int
-) -> tuple[float, float, float]:
+def torchrun(processes: int) -> list[str]:
+    return [str(TORCHRUN), "--standalone", "--nproc-per-node", str(processes)]
+
+
+def whole_runs(scratch: Path, env: dict[str, str], rounds: int, steps: int) -> tuple[float, float, float]:
     """The two commands in turns; prints their medians, returns the rounds' median ratio and its interval."""
     (scratch / "plain_ddp.py").write_text(PLAIN_DDP)
     (scratch / "train.yml").write_text(yaml.safe_dump(trainer_config(steps)))
     contenders = {
         "plain DDP loop": (
-            [*torchrun, str(scratch / "plain_ddp.py"), str(steps)],
+            [*torchrun(PROCESSES), str(scratch / "plain_ddp.py"), str(steps)],
             r"\[PLAIN\] .*samples_per_s=([0-9.]+)",
         ),
         "cajajejo trainer": (
-            [*torchrun, "-m", "cajajejo.training", "--config", str(scratch / "train.yml"), "--checkpoint-dir"],
+            [
+                *torchrun(PROCESSES),
+                "-m",
+                "cajajejo.training",
+                "--config",
+                str(scratch / "train.yml"),
+                "--checkpoint-dir",
+            ],
             r"\[DONE\] .*samples_per_s=([0-9.]+)",
         ),
     }
@@ -242,6 +251,8 @@ def whole_runs(
 def median_interval(values: list[float]) -> tuple[float, float, float]:
     """The median and a distribution-free 95% confidence interval for it (order statistics)."""
     ordered, n = sorted(values), len(values)
+    if n < 6:  # even min..max covers the median with less than 95% (1 - 2 / 2**n): no interval
+        return statistics.median(ordered), math.nan, math.nan
     half = 0.98 * math.sqrt(n)  # 1.96 * sqrt(n) / 2 ranks either side of the middle
     low, high = max(0, math.floor(n / 2 - half)), min(n - 1, math.ceil(n / 2 + half))
     return statistics.median(ordered), ordered[low], ordered[high]
@@ -258,10 +269,7 @@ def same_processes(
     config = scratch / f"pairs-{processes}.yml"
     config.write_text(yaml.safe_dump(trainer_config(epoch_steps, epochs, processes)))
     command = [
-        str(TORCHRUN),
-        "--standalone",
-        "--nproc-per-node",
-        str(processes),
+        *torchrun(processes),
         str(scratch / "same_processes.py"),
         str(config),
         str(scratch / f"checkpoints-pairs-{processes}"),  # its own: another world size's would be resumed
@@ -269,7 +277,7 @@ def same_processes(
         str(block),
     ]
     try:
-        # Normally about 0.05 s per pair per process; once, on the shared CI VM, two processes ran 5x slower.
+        # A pair takes about 0.05-0.1 s here: a generous bound, so a stuck world ends with a message.
         result = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=pairs * 2 + 300)
     except subprocess.TimeoutExpired as expired:
         raise SystemExit(f"same-process comparison ({processes} processes) ran past {expired.timeout} s") from None
@@ -296,7 +304,6 @@ def main() -> None:
         "--same-processes", type=int, nargs="+", default=[1, PROCESSES], help="world sizes of the same-process part"
     )
     args = parser.parse_args()
-    torchrun = [str(TORCHRUN), "--standalone", "--nproc-per-node", str(PROCESSES)]
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     env["OMP_NUM_THREADS"] = "1"  # what torchrun sets anyway; said here so both are alike whatever the caller has
     results: dict[str, tuple[float, float, float]] = {}
@@ -306,7 +313,7 @@ def main() -> None:
                 name = f"same processes x{processes}"
                 results[name] = same_processes(Path(folder), env, processes, args.pairs, args.block)
         if args.rounds:
-            results["whole runs"] = whole_runs(Path(folder), torchrun, env, args.rounds, args.steps)
+            results["whole runs"] = whole_runs(Path(folder), env, args.rounds, args.steps)
     for name, (ratio, low, high) in results.items():
         # Shown when the whole interval is within the goal, refuted when all of it is beyond.
         verdict = "shown" if 1 - low <= GOAL else "refuted" if 1 - high > GOAL else "neither shown nor refuted"

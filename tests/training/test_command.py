@@ -146,3 +146,20 @@ def test_the_warmup_rises_linearly_then_holds_and_a_resume_continues_it(
     assert resumed.progress.global_step == 5
     assert first + learning_rates(resumed, 7) == whole  # resumed within the warmup
     assert "[RESUME] from=step-00000005" in capsys.readouterr().out
+
+
+def test_sync_points_double_until_they_come_about_every_target_seconds() -> None:
+    # Each sync point costs an all-reduce's latency: about every 2 s (TARGET_SECONDS), not more often.
+    now = [0.0]
+    sync = StepSync(join_world({}), StopRequests(), clock=lambda: now[0])
+    intervals = []
+    for _ in range(12):
+        steps = 0
+        while not sync.due():
+            sync.record(torch.tensor(1.0), 0.01)
+            now[0] += 0.01  # a step takes 10 ms
+            steps += 1
+        intervals.append(steps)
+        report = sync.exchange()
+        assert report.seconds == pytest.approx(steps * 0.01)
+    assert intervals == [1, 2, 4, 8, 16, 32, 64, 128] + [200] * 4  # 2 s of 10 ms steps
